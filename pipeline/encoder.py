@@ -1,0 +1,96 @@
+"""Loading the encoder and its tokenizer by hub id or local directory, with clear failures."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pipeline.files import PipelineError
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _quiet_transformers() -> None:
+    from huggingface_hub.utils import logging as hub_logging
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    hub_logging.set_verbosity_error()
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can the Hugging Face hub's host be reached? Checked once up front, so an offline machine
+    gets one clear line at once instead of minutes of retries with back-off."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _from_pretrained(loader, name: str, **kwargs):
+    """Local directory, else the local cache, else the hub (if reachable)."""
+    if Path(name).is_dir():
+        return loader(name, **kwargs)
+    try:
+        return loader(name, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        if not hub_reachable():
+            raise OSError("hub unreachable") from None
+    return loader(name, **kwargs)
+
+
+def _load_error(name: str, exc: Exception) -> PipelineError:
+    if Path(name).exists():
+        return PipelineError(f"cannot load encoder from directory '{name}': {str(exc).splitlines()[0]}")
+    why = ("the Hugging Face hub is unreachable (offline?) and no cached copy exists"
+           if str(exc) == "hub unreachable" else f"the hub could not provide it ({str(exc).splitlines()[0][:200]})")
+    return PipelineError(
+        f"cannot load encoder '{name}': it is not a local directory and {why}; set encoder.name in "
+        f"params.yaml to a local checkpoint directory (e.g. `dvc exp run -S encoder.name=path/to/model`)")
+
+
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """Fast tokenizer (offsets are required). A missing pad token reuses eos (GPT-Neo) so the
+    vocabulary never grows; padding positions are masked, so the pad id never matters."""
+    _quiet_transformers()
+    from transformers import AutoTokenizer
+
+    try:
+        tok = _from_pretrained(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise _load_error(name, exc) from None
+    if not tok.is_fast:
+        raise PipelineError(f"encoder '{name}': a fast tokenizer (with offsets) is required")
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise PipelineError(f"encoder '{name}': tokenizer has neither a pad nor an eos token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_encoder(name: str, trust_remote_code: bool = False):
+    """The pretrained encoder (AutoModel, no task head)."""
+    _quiet_transformers()
+    from transformers import AutoModel
+
+    try:
+        return _from_pretrained(AutoModel.from_pretrained, name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise _load_error(name, exc) from None
+
+
+def special_layout(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a single sentence ([CLS] ... [SEP])."""
+    sample = "hello world"
+    content = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(content) + 1):
+        if full[i:i + len(content)] == content:
+            return full[:i], full[i + len(content):]
+    raise PipelineError(f"{type(tokenizer).__name__}: cannot locate the sentence among its special tokens")

@@ -1,0 +1,113 @@
+"""Batched inference over feature rows: one encoder pass per batch serves both heads; windows
+are merged back into one prediction per record. Pure torch, no file I/O."""
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import torch
+
+from pipeline.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
+
+
+def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
+    """Right-pad one batch to its longest row (dynamic padding); labels pad with -100."""
+    width = max(1, max(len(r["input_ids"]) for r in rows))  # 1: an empty row still gets a (masked) slot
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n] = torch.as_tensor(r["input_ids"])
+        mask[i, :n] = 1
+        if with_labels:
+            labels[i, :n] = torch.as_tensor(r["labels"])
+    batch = {"input_ids": ids, "attention_mask": mask}
+    if with_labels:
+        batch["ner_labels"] = labels
+        batch["topic_labels"] = torch.as_tensor([r["topic"] for r in rows], dtype=torch.long)
+    return batch
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA; full precision on CPU (bf16 on CPU is slower and less exact)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def run_model(model, rows: list[dict], batch_size: int, pad_id: int, device: torch.device,
+              progress=None) -> list[dict]:
+    """Per row: topic probabilities and, per token, the argmax tag id and its probability.
+    Rows are batched by length to cut padding, results come back in the input order."""
+    model.eval()
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    out: list[dict | None] = [None] * len(rows)
+    for b in range(0, len(order), batch_size):
+        idx = order[b:b + batch_size]
+        batch = collate([rows[i] for i in idx], pad_id, with_labels=False)
+        with autocast(device):
+            res = model(batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        topic = torch.softmax(res["topic_logits"].float(), -1).cpu()
+        tag_prob, tag_id = torch.softmax(res["ner_logits"].float(), -1).max(-1)
+        tag_prob, tag_id = tag_prob.cpu(), tag_id.cpu()
+        for j, i in enumerate(idx):
+            n = len(rows[i]["input_ids"])
+            out[i] = {"topic": topic[j].tolist(), "tag_ids": tag_id[j, :n].tolist(), "tag_probs": tag_prob[j, :n].tolist()}
+        if progress is not None:
+            progress.update(len(idx))
+    return out
+
+
+def group_windows(rows: list[dict]) -> list[list[int]]:
+    """Row indices per record, in record order (rows of one record are contiguous)."""
+    groups: list[list[int]] = []
+    last = None
+    for i, r in enumerate(rows):
+        if r["record"] != last:
+            groups.append([])
+            last = r["record"]
+        groups[-1].append(i)
+    return groups
+
+
+def merge_record(rows: list[dict], outputs: list[dict], n_prefix: int) -> dict:
+    """One record from its windows: topic probs averaged; each token's prediction taken from the
+    window where it sits most centrally (most context on both sides)."""
+    n_tokens = rows[-1]["token_start"] + len(rows[-1]["starts"])
+    ranges = [(r["token_start"], r["token_start"] + len(r["starts"])) for r in rows]
+    starts, ends, word_ids = [0] * n_tokens, [0] * n_tokens, [0] * n_tokens
+    tag_ids, tag_probs, gold = [0] * n_tokens, [0.0] * n_tokens, [IGNORE] * n_tokens
+    for t, (w, pos) in enumerate(merge_windows(n_tokens, ranges)):
+        r, o = rows[w], outputs[w]
+        starts[t], ends[t], word_ids[t] = r["starts"][pos], r["ends"][pos], r["word_ids"][pos]
+        tag_ids[t], tag_probs[t] = o["tag_ids"][n_prefix + pos], o["tag_probs"][n_prefix + pos]
+        if "labels" in r:
+            gold[t] = r["labels"][n_prefix + pos]
+    n_topics = len(outputs[0]["topic"])
+    topic = [sum(o["topic"][k] for o in outputs) / len(outputs) for k in range(n_topics)]
+    return {"tokens": Tokens(starts, ends, word_ids), "tag_ids": tag_ids, "tag_probs": tag_probs,
+            "gold_labels": gold, "topic_probs": topic}
+
+
+def predict_rows(model, rows: list[dict], sentences: list[str], meta: dict, batch_size: int,
+                 pad_id: int, device: torch.device, progress=None) -> list[dict]:
+    """Predictions per record: topic, topic_scores, entity spans (with scores), predicted and
+    gold token tags (for seqeval). `sentences[k]` is the text of the k-th record in `rows`."""
+    outputs = run_model(model, rows, batch_size, pad_id, device, progress)
+    tags, topics, strategy = meta["tags"], meta["topics"], meta["label_subwords"]
+    results = []
+    for k, group in enumerate(group_windows(rows)):
+        m = merge_record([rows[i] for i in group], [outputs[i] for i in group], meta["n_prefix"])
+        tokens = m["tokens"]
+        use = labelled_positions(tokens.word_ids, strategy)
+        pred_tags = [tags[t] if u else None for t, u in zip(m["tag_ids"], use)]
+        spans = decode(sentences[k], tokens, pred_tags, strategy, scores=m["tag_probs"])
+        best = max(range(len(topics)), key=lambda i: m["topic_probs"][i])
+        results.append({
+            "topic": topics[best],
+            "topic_scores": {t: round(p, 4) for t, p in zip(topics, m["topic_probs"])},
+            "spans": spans, "tokens": tokens, "pred_tags": pred_tags,
+            "gold_tags": [tags[g] if g != IGNORE else None for g in m["gold_labels"]],
+        })
+    return results

@@ -1,0 +1,198 @@
+"""The data contract: one annotated sentence per record. Pure functions, no file I/O.
+
+    {"sentence": str, "task_A": topic | null, "task_B": [{"text", "type", "start", "end"}] | null,
+     "id": str (optional, unique), "split": "train" | "dev" | "test" (optional)}
+
+Offsets are Python string (code point) indices, end exclusive. task_A / task_B null or absent
+means "not annotated"; task_B == [] means "annotated, no entities".
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+SPLITS = ("train", "dev", "test")
+KNOWN_FIELDS = {"id", "sentence", "task_A", "task_B", "split"}
+SPAN_FIELDS = {"text", "type", "start", "end"}
+# Extra fields that our own tools write (predict, importers, public datasets); kept, not warned about.
+QUIET_FIELDS = {"topic_scores", "score", "source", "meta"}
+_ALLOWED_FIELDS = KNOWN_FIELDS | QUIET_FIELDS
+
+
+@dataclass
+class Checked:
+    record: dict | None                          # the clean record, or None if it has errors
+    errors: list[str] = field(default_factory=list)   # "field: what is wrong"
+    warnings: list[str] = field(default_factory=list)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _label_problem(value, allowed: list[str], what: str) -> str:
+    hint = ""
+    if isinstance(value, str):
+        for a in allowed:
+            if a.casefold() == value.strip().casefold():
+                hint = f" (did you mean {a!r}? labels are case-sensitive)"
+    return f"unknown {what} {value!r}{hint}; allowed: {', '.join(allowed)}"
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def json_type(v) -> str:
+    """The JSON name of a parsed value's type, for messages read by people who wrote JSON."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    return {dict: "object", list: "array", str: "string", int: "integer", float: "number"}.get(
+        type(v), type(v).__name__)
+
+
+def _got(v) -> str:
+    """'string \'17\'', 'number 2.0', 'null': the JSON type and (short) value of what was found."""
+    return "null" if v is None else f"{json_type(v)} {_short(v)}"
+
+
+def _surrogate(text: str) -> str | None:
+    """Describe the first unpaired surrogate (from a JSON "\\ud800" escape; not encodable as UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"contains an unpaired surrogate {text[exc.start]!r} at index {exc.start} "
+                f"(not valid Unicode text)")
+    return None
+
+
+def check_span(span, i: int, sentence: str, entities: list[str]) -> list[str]:
+    where = f"task_B[{i}]"
+    if not isinstance(span, dict):
+        return [f"{where}: must be an object with text, type, start, end, got {_got(span)}"]
+    errors = []
+    missing = [k for k in ("text", "type", "start", "end") if k not in span]
+    if missing:
+        return [f"{where}: missing field(s) {', '.join(missing)}"]
+    if span["type"] not in entities:
+        errors.append(f"{where}.type: " + _label_problem(span["type"], entities, "entity type"))
+    start, end = span["start"], span["end"]
+    bad_offset = False
+    for name, v in (("start", start), ("end", end)):
+        if not _is_int(v):
+            errors.append(f"{where}.{name}: offset must be an integer, got {_got(v)}")
+            bad_offset = True
+        elif v < 0:
+            errors.append(f"{where}.{name}: offset {v} is negative")
+            bad_offset = True
+        elif v > len(sentence):
+            errors.append(f"{where}.{name}: offset {v} is beyond the sentence (length {len(sentence)})")
+            bad_offset = True
+    if not bad_offset and start >= end:
+        errors.append(f"{where}: start {start} must be < end {end}")
+        bad_offset = True
+    if not isinstance(span["text"], str):
+        errors.append(f"{where}.text: must be a string, got {json_type(span['text'])}")
+    elif not bad_offset:
+        actual = sentence[start:end]
+        if actual != span["text"]:
+            errors.append(f"{where}.text: {span['text']!r} != sentence[{start}:{end}] {actual!r}")
+        elif actual != actual.strip():
+            errors.append(f"{where}: span {actual!r} has leading/trailing whitespace")
+    return errors
+
+
+def check_record(raw, topics: list[str], entities: list[str]) -> Checked:
+    """Check one record against the contract; return the clean record or the list of problems."""
+    if not isinstance(raw, dict):
+        return Checked(None, [f"record: must be a JSON object, got {_got(raw)}"])
+    errors: list[str] = []
+    warnings = [f"{k}: unknown field (ignored)" for k in raw if k not in _ALLOWED_FIELDS]
+    rec_id = raw.get("id")
+    if rec_id is not None and (not isinstance(rec_id, str) or not rec_id.strip()):
+        errors.append(f"id: must be a non-empty string, got {_got(rec_id)}")
+    elif rec_id is not None and _surrogate(rec_id):
+        errors.append(f"id: {_surrogate(rec_id)}")
+    sentence = raw.get("sentence")
+    if not isinstance(sentence, str):
+        errors.append("sentence: missing" if sentence is None and "sentence" not in raw
+                      else f"sentence: must be a string, got {_got(sentence)}")
+        sentence = None
+    elif not sentence.strip():
+        errors.append("sentence: empty" if not sentence else f"sentence: empty (only whitespace {_short(sentence)})")
+    elif _surrogate(sentence):
+        errors.append(f"sentence: {_surrogate(sentence)}")
+        sentence = None
+    topic = raw.get("task_A")
+    if topic is not None and topic not in topics:
+        errors.append("task_A: " + _label_problem(topic, topics, "topic")
+                      if isinstance(topic, str) else
+                      f"task_A: must be a topic string or null, got {_got(topic)}")
+    spans = raw.get("task_B")
+    if spans is not None and not isinstance(spans, list):
+        errors.append(f"task_B: must be a list of spans or null, got {_got(spans)}")
+        spans = None
+    if topic is None and raw.get("task_B") is None:
+        errors.append("task_A/task_B: neither task is annotated")
+    split = raw.get("split")
+    if split is not None and split not in SPLITS:
+        hint = (f" (did you mean {split.strip().lower()!r}? splits are lower-case)"
+                if isinstance(split, str) and split.strip().lower() in SPLITS else "")
+        errors.append(f"split: must be one of {', '.join(SPLITS)}, got {_short(split)}{hint}")
+    clean_spans = None
+    if spans is not None and sentence is not None:
+        good = []
+        for i, span in enumerate(spans):
+            span_errors = check_span(span, i, sentence, entities)
+            errors.extend(span_errors)
+            if isinstance(span, dict):
+                extra = [k for k in span if k not in SPAN_FIELDS]
+                if extra:
+                    warnings.append(f"task_B[{i}]: unknown field(s) {', '.join(map(str, extra))} (ignored)")
+                if not span_errors:
+                    good.append({k: span[k] for k in ("text", "type", "start", "end")})
+        # Overlaps are checked among the spans that are fine on their own, so every problem shows at once.
+        good.sort(key=lambda s: (s["start"], -s["end"]))
+        for a, b in itertools.pairwise(good):
+            if b["start"] < a["end"]:
+                kind = ("duplicate" if (a["start"], a["end"]) == (b["start"], b["end"])
+                        else "nested" if b["end"] <= a["end"] else "overlapping")
+                errors.append(f"task_B: {kind} spans {a['text']!r} [{a['start']}:{a['end']}] "
+                              f"and {b['text']!r} [{b['start']}:{b['end']}]")
+        clean_spans = good
+    if errors:
+        return Checked(None, errors, warnings)
+    record = {"sentence": sentence, "task_A": topic, "task_B": clean_spans}
+    if rec_id is not None:
+        record["id"] = rec_id
+    if split is not None:
+        record["split"] = split
+    return Checked(record, [], warnings)
+
+
+def normalise(sentence: str) -> str:
+    """The text used for split hashing and duplicate detection: NFKC, case-folded, single spaces."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", sentence)).strip().casefold()
+
+
+def hash_split(sentence: str, dev: float, test: float, seed: int) -> str:
+    """Stable split from the sentence text alone: adding records never moves an existing one."""
+    return hash_normalised(normalise(sentence), dev, test, seed)
+
+
+def hash_normalised(norm: str, dev: float, test: float, seed: int) -> str:
+    """hash_split for text already passed through normalise()."""
+    digest = hashlib.sha256(f"{seed}\x00{norm}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    return "test" if u < test else "dev" if u < test + dev else "train"
+
+
+def record_id(sentence: str) -> str:
+    """Id for records that come without one: derived from the text, so it is stable."""
+    return "s-" + hashlib.sha256(sentence.encode()).hexdigest()[:16]

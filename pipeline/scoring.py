@@ -1,0 +1,28 @@
+"""Score a model on one split: inference + metrics, shared by train (dev, per epoch) and evaluate."""
+from __future__ import annotations
+
+from pipeline.inference import predict_rows
+from pipeline.metrics import seqeval_f1, span_metrics, topic_metrics
+
+
+def score_split(model, rows: list[dict], records: list[dict], meta: dict, batch_size: int,
+                pad_id: int, device, progress=None) -> tuple[dict, list[dict]]:
+    """Metrics for a split (absent keys for a task with nothing to score) and per-record predictions."""
+    if not records:
+        return {}, []
+    preds = predict_rows(model, rows, [r["sentence"] for r in records], meta, batch_size, pad_id, device, progress)
+    topic = topic_metrics([r["task_A"] for r in records], [p["topic"] for p in preds], meta["topics"])
+    ner = span_metrics([r["task_B"] for r in records], [p["spans"] for p in preds], meta["entities"])
+    result = {}
+    if topic is not None:
+        result["topic"] = topic
+    if ner is not None:
+        from pipeline.align import fill_tags
+
+        strategy = meta["label_subwords"]
+        annotated = [(r, p) for r, p in zip(records, preds) if r["task_B"] is not None]
+        gold = [fill_tags(p["tokens"].word_ids, p["gold_tags"], strategy) for _, p in annotated]
+        pred = [fill_tags(p["tokens"].word_ids, p["pred_tags"], strategy) for _, p in annotated]
+        ner["seqeval_f1"] = seqeval_f1(gold, pred)
+        result["ner"] = ner
+    return result, preds

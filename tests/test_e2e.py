@@ -1,0 +1,124 @@
+"""End to end: the real DVC pipeline in a scratch git repo, on a tiny local GPT-Neo checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TRACKED = ["pipeline", "data", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
+               DVC_NO_ANALYTICS="1", PYTHONPATH="", HF_HUB_OFFLINE="1")
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def stages_run(output: str) -> list[str]:
+    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_gpt_neo):
+    """A copy of the repository as a fresh git repo, with a small slice of the sample corpus
+    (for speed) and encoder.name pointing at the tiny local checkpoint."""
+    root = tmp_path_factory.mktemp("project")
+    for name in TRACKED:
+        src, dst = REPO / name, root / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
+    corpus = (REPO / "data/raw/corpus.jsonl").read_text(encoding="utf-8").splitlines()
+    (root / "data/raw/corpus.jsonl").write_text("\n".join(corpus[:160]) + "\n", encoding="utf-8")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["encoder"]["name"] = str(tiny_gpt_neo)
+    params["tokenize"]["max_length"] = 48
+    params["tokenize"]["stride"] = 8
+    params["train"].update(epochs=1, batch_size=16)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["git", "init", "-q"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "init"], root)
+    return root
+
+
+def test_repro_writes_everything_then_is_up_to_date(project):
+    first = run(["dvc", "repro"], project)
+    assert stages_run(first.stdout) == ["validate", "tokenize", "train", "evaluate", "predict"]
+    data = json.loads((project / "metrics/data.json").read_text())
+    assert data["read"] == data["kept"] + data["rejected"] and data["kept"] == 166
+    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    for split in evaluation:
+        assert {"accuracy", "macro_f1"} <= set(evaluation[split]["topic"])
+        assert {"precision", "recall", "f1", "PERSON"} <= set(evaluation[split]["ner"])
+    assert {"config.json", "multitask.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in (project / "models/multitask").iterdir()}
+    predictions = [json.loads(line) for line in (project / "predictions/predictions.jsonl").read_text().splitlines()]
+    sentences = (project / "data/unlabeled/sentences.txt").read_text().splitlines()
+    assert [p["sentence"] for p in predictions] == sentences
+    assert all(p["task_A"] in ("travel", "technology", "politics", "other") for p in predictions)
+    second = run(["dvc", "repro"], project)
+    assert stages_run(second.stdout) == []
+    assert "up to date" in second.stdout
+
+
+def test_param_changes_rerun_exactly_the_affected_stages(project):
+    run(["dvc", "repro"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "first run"], project)
+    exp = run(["dvc", "exp", "run", "-S", "train.epochs=2"], project)
+    assert stages_run(exp.stdout) == ["train", "evaluate", "predict"]
+    run(["git", "checkout", "--", "."], project)  # back to the committed run
+    run(["dvc", "checkout", "-q"], project)
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout or "{}") == {}
+
+    def changed_stages(section: str, key: str, value) -> set[str]:
+        params = yaml.safe_load((project / "params.yaml").read_text())
+        original = params[section][key]
+        params[section][key] = value
+        (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        try:
+            status = json.loads(run(["dvc", "status", "--json"], project).stdout or "{}")
+        finally:
+            params[section][key] = original
+            (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        return {name.split(":")[-1] for name in status}
+
+    assert changed_stages("train", "lr_heads", 0.5) == {"train"}
+    assert changed_stages("predict", "batch_size", 3) == {"predict"}
+    assert changed_stages("encoder", "name", "elsewhere") == {"tokenize", "train"}
+    assert changed_stages("tokenize", "stride", 4) == {"tokenize"}
+
+
+def test_default_hub_encoder_offline_fails_with_one_line(tmp_path, project):
+    env = _env()
+    env["HF_HOME"] = str(tmp_path / "empty-cache")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["encoder"]["name"] = "EleutherAI/gpt-neo-125m"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = subprocess.run([sys.executable, "-m", "pipeline.tokenize", "--params", str(tmp_path / "params.yaml"),
+                           "--in-dir", str(project / "data/validated"), "--out-dir", str(tmp_path / "tok"),
+                           "--metrics", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.jsonl")],
+                          cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: cannot load encoder 'EleutherAI/gpt-neo-125m'")
+    assert "local checkpoint directory" in lines[0]
+    assert not (tmp_path / "tok").exists()

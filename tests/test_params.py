@@ -1,0 +1,245 @@
+"""params.yaml schema check (pipeline/params.py): every bad value fails in one clear line."""
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.files import PipelineError
+from pipeline.params import SCHEMA, check, load, tag_names
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+
+
+def tree_with(**overrides):
+    """A copy of the repository's params with dotted keys set (value DELETE removes the key)."""
+    tree = copy.deepcopy(BASE)
+    for dotted, value in overrides.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is DELETE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+    return tree
+
+
+DELETE = object()
+
+
+def error_of(tree) -> str:
+    with pytest.raises(PipelineError) as info:
+        check(tree, "params.yaml")
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_repository_params_are_valid():
+    assert check(copy.deepcopy(BASE)) == BASE
+    assert load(REPO / "params.yaml") == BASE
+
+
+def test_every_schema_key_is_in_the_repository_params():
+    def flat(tree, prefix=""):
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+    assert set(flat(BASE)) == set(SCHEMA)
+
+
+# ---- unknown keys --------------------------------------------------------------------------------
+
+def test_unknown_key_learning_rate_suggests_both_learning_rates():
+    assert error_of(tree_with(**{"train.learning_rate": 1e-3})) == \
+        "params.yaml: unknown key 'train.learning_rate'; did you mean 'train.lr_encoder' or 'train.lr_heads'?"
+
+
+@pytest.mark.parametrize("key, suggestion", [
+    ("train.epoch", "train.epochs"),
+    ("train.batchsize", "train.batch_size"),
+    ("tokenize.maxlength", "tokenize.max_length"),
+    ("data.split.train", "data.split.test"),
+])
+def test_unknown_key_suggests_the_closest(key, suggestion):
+    assert error_of(tree_with(**{key: 1})) == f"params.yaml: unknown key '{key}'; did you mean '{suggestion}'?"
+
+
+def test_unknown_section():
+    msg = error_of(tree_with(trian={"epochs": 3}))
+    assert msg.startswith("params.yaml: unknown section 'trian'; did you mean 'train'? (sections: labels, data,")
+
+
+def test_unknown_section_without_a_close_match_lists_sections():
+    msg = error_of(tree_with(zzz=1))
+    assert msg == ("params.yaml: unknown section 'zzz' (sections: labels, data, validate, encoder, tokenize, "
+                   "train, evaluate, predict)")
+
+
+@pytest.mark.parametrize("value, expected", [(3, "integer 3"), (None, "null"), ([1, 2], "list [1, 2]")])
+def test_section_that_is_not_a_mapping(value, expected):
+    tree = tree_with()
+    tree["train"] = value
+    assert error_of(tree) == f"params.yaml: 'train' must be a section (a mapping of keys), got {expected}"
+
+
+def test_nested_section_that_is_not_a_mapping():
+    assert error_of(tree_with(**{"data.split": 0.1})) == \
+        "params.yaml: 'data.split' must be a section (a mapping of keys), got number 0.1"
+
+
+# ---- types ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.epochs", "3", "'train.epochs' must be an integer, got string '3' (remove the quotes)"),
+    ("train.epochs", 3.0, "'train.epochs' must be an integer, got number 3.0"),
+    ("train.epochs", True, "'train.epochs' must be an integer, got boolean True"),      # bool is not int
+    ("train.lr_heads", "1e-3", "'train.lr_heads' must be a number, got string '1e-3' (remove the quotes)"),
+    ("train.alpha", False, "'train.alpha' must be a number, got boolean False"),
+    ("train.resume", 1, "'train.resume' must be true or false, got integer 1"),        # int is not bool
+    ("train.resume", "yes", "'train.resume' must be true or false, got string 'yes'"),
+    ("encoder.name", None, "'encoder.name' must be a string, got null"),
+    ("labels.topics", "travel", "'labels.topics' must be a list, got string 'travel'"),
+])
+def test_wrong_types(key, value, expected):
+    assert error_of(tree_with(**{key: value})) == f"params.yaml: {expected}"
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    tree = check(tree_with(**{"train.lr_encoder": 0, "data.split.dev": 0}))
+    assert tree["train"]["lr_encoder"] == 0
+
+
+# ---- ranges and choices --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.batch_size", 0, "'train.batch_size' must be >= 1 (got 0)"),
+    ("train.epochs", -1, "'train.epochs' must be >= 1 (got -1)"),
+    ("train.alpha", -0.5, "'train.alpha' must be >= 0.0 (got -0.5)"),
+    ("train.lr_encoder", float("nan"), "'train.lr_encoder' must be >= 0.0 (got nan)"),
+    ("data.split.dev", 1.0, "'data.split.dev' must be in [0.0, 1.0) (got 1.0)"),
+    ("data.split.test", -0.1, "'data.split.test' must be in [0.0, 1.0) (got -0.1)"),
+    ("train.warmup_ratio", 1, "'train.warmup_ratio' must be in [0.0, 1.0) (got 1)"),
+    ("validate.max_errors_shown", 0, "'validate.max_errors_shown' must be >= 1 (got 0)"),
+    ("tokenize.max_length", 4, "'tokenize.max_length' must be >= 8 (got 4)"),
+    ("encoder.pooling", "max", "'encoder.pooling' must be one of mean, last, weighted_mean (got 'max')"),
+    ("encoder.pooling", "Mean", "'encoder.pooling' must be one of mean, last, weighted_mean (got 'Mean')"),
+    ("validate.on_error", "skip", "'validate.on_error' must be one of fail, drop (got 'skip')"),
+    ("train.device", "gpu", "'train.device' must be one of auto, cpu, cuda (got 'gpu')"),
+    ("labels.topics", ["travel", "other", "travel"], "'labels.topics' has duplicates: travel"),
+    ("labels.entities", [], "'labels.entities' must be a non-empty list of non-empty strings (got [])"),
+    ("labels.entities", ["LOC", ""], "'labels.entities' must be a non-empty list of non-empty strings"),
+    ("labels.entities", ["LOC", 3], "'labels.entities' must be a non-empty list of non-empty strings"),
+    ("data.raw_dir", "  ", "'data.raw_dir' must not be empty (got '  ')"),
+])
+def test_ranges_and_choices(key, value, expected):
+    assert error_of(tree_with(**{key: value})).startswith(f"params.yaml: {expected}")
+
+
+def test_boundaries_that_are_allowed():
+    check(tree_with(**{"train.batch_size": 1, "train.alpha": 0.0, "train.patience": 0, "data.split.dev": 0.0,
+                       "data.split.test": 0.0, "tokenize.stride": 0, "tokenize.max_length": 8}))
+
+
+@pytest.mark.parametrize("dev, test", [(0.5, 0.5), (0.9, 0.3)])
+def test_dev_plus_test_must_leave_training_data(dev, test):
+    assert error_of(tree_with(**{"data.split.dev": dev, "data.split.test": test})) == \
+        f"params.yaml: data.split.dev + data.split.test must be < 1 (got {dev} + {test})"
+
+
+def test_dev_plus_test_just_below_one_is_fine():
+    check(tree_with(**{"data.split.dev": 0.5, "data.split.test": 0.49}))
+
+
+def test_alpha_and_beta_both_zero():
+    assert error_of(tree_with(**{"train.alpha": 0, "train.beta": 0.0})) == \
+        "params.yaml: train.alpha and train.beta are both 0: nothing to train"
+    check(tree_with(**{"train.alpha": 0}))   # one task alone is fine
+
+
+def test_stride_must_be_below_half_the_window():
+    assert error_of(tree_with(**{"tokenize.stride": 64, "tokenize.max_length": 128})) == \
+        "params.yaml: 'tokenize.stride' must be < tokenize.max_length / 2 (got 64 with max_length 128)"
+
+
+def test_missing_key():
+    assert error_of(tree_with(**{"train.epochs": DELETE})) == "params.yaml: missing key 'train.epochs'"
+
+
+def test_missing_section_counts_the_rest():
+    tree = tree_with()
+    del tree["predict"]
+    assert error_of(tree) == "params.yaml: missing key 'predict.input' (and 3 more)"
+
+
+def test_not_a_mapping():
+    assert error_of([1, 2]) == "params.yaml: expected a mapping of sections, got list"
+    assert error_of(None) == "params.yaml: empty file; expected a mapping of sections"
+
+
+# ---- load(): files ---------------------------------------------------------------------------------
+
+def load_error(path) -> str:
+    with pytest.raises(PipelineError) as info:
+        load(path)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("  epochs: 4", "  epochs: [4", 1)
+    lineno = text.splitlines().index("  epochs: [4") + 1
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    msg = load_error(tmp_path / "p.yaml")
+    m = re.fullmatch(rf"{re.escape(str(tmp_path / 'p.yaml'))}:(\d+): invalid YAML: .+", msg)
+    assert m, msg
+    assert int(m.group(1)) >= lineno   # the parser notices at or after the bad line
+
+
+def test_bad_indentation_names_the_line(tmp_path):
+    (tmp_path / "p.yaml").write_text("train:\n  epochs: 4\n batch_size: 16\n", encoding="utf-8")
+    assert load_error(tmp_path / "p.yaml").startswith(f"{tmp_path / 'p.yaml'}:3: invalid YAML: ")
+
+
+def test_duplicate_key_is_an_error_not_silently_overridden(tmp_path):
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("  epochs: 4", "  epochs: 4\n  epochs: 9", 1)
+    lineno = text.splitlines().index("  epochs: 9") + 1
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    assert load_error(tmp_path / "p.yaml") == \
+        f"{tmp_path / 'p.yaml'}:{lineno}: invalid YAML: duplicate key 'epochs' (first at line {lineno - 1})"
+
+
+def test_missing_file(tmp_path):
+    assert load_error(tmp_path / "nope.yaml") == f"{tmp_path / 'nope.yaml'}: not found (run from the repository root)"
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "p.yaml").write_text("# only a comment\n", encoding="utf-8")
+    assert load_error(tmp_path / "p.yaml") == f"{tmp_path / 'p.yaml'}: empty file; expected a mapping of sections"
+
+
+def test_invalid_utf8(tmp_path):
+    (tmp_path / "p.yaml").write_bytes(b"train:\n  epochs: \xff\n")
+    assert load_error(tmp_path / "p.yaml") == f"{tmp_path / 'p.yaml'}: invalid UTF-8 (byte 0xff at offset 17)"
+
+
+def test_a_directory_instead_of_a_file(tmp_path):
+    assert load_error(tmp_path).startswith(f"{tmp_path}: cannot read (")
+
+
+def test_load_reports_schema_errors_with_the_path(tmp_path):
+    text = (REPO / "params.yaml").read_text(encoding="utf-8").replace("  batch_size: 16", "  batch_size: 0", 1)
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    assert load_error(tmp_path / "p.yaml") == f"{tmp_path / 'p.yaml'}: 'train.batch_size' must be >= 1 (got 0)"
+
+
+def test_tag_names():
+    assert tag_names(["PER", "LOC"]) == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
