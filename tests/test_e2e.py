@@ -2,60 +2,19 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from e2e_helpers import REPO, env, make_project, run, stages_run
 
-REPO = Path(__file__).resolve().parents[1]
-TRACKED = ["pipeline", "data", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 pytestmark = pytest.mark.slow
-
-
-def _env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-               DVC_NO_ANALYTICS="1", PYTHONPATH="", HF_HUB_OFFLINE="1")
-    return env
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return proc
-
-
-def stages_run(output: str) -> list[str]:
-    return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_gpt_neo):
-    """A copy of the repository as a fresh git repo, with a small slice of the sample corpus
-    (for speed) and encoder.name pointing at the tiny local checkpoint."""
-    root = tmp_path_factory.mktemp("project")
-    for name in TRACKED:
-        src, dst = REPO / name, root / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
-    corpus = (REPO / "data/raw/corpus.jsonl").read_text(encoding="utf-8").splitlines()
-    (root / "data/raw/corpus.jsonl").write_text("\n".join(corpus[:160]) + "\n", encoding="utf-8")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["encoder"]["name"] = str(tiny_gpt_neo)
-    params["tokenize"]["max_length"] = 48
-    params["tokenize"]["stride"] = 8
-    params["train"].update(epochs=1, batch_size=16)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "init"], root)
-    return root
+    return make_project(tmp_path_factory.mktemp("project"), tiny_gpt_neo)
 
 
 def test_repro_writes_everything_then_is_up_to_date(project):
@@ -107,15 +66,15 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
 
 
 def test_default_hub_encoder_offline_fails_with_one_line(tmp_path, project):
-    env = _env()
-    env["HF_HOME"] = str(tmp_path / "empty-cache")
+    environ = env()
+    environ["HF_HOME"] = str(tmp_path / "empty-cache")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["encoder"]["name"] = "EleutherAI/gpt-neo-125m"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run([sys.executable, "-m", "pipeline.tokenize", "--params", str(tmp_path / "params.yaml"),
                            "--in-dir", str(project / "data/validated"), "--out-dir", str(tmp_path / "tok"),
                            "--metrics", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.jsonl")],
-                          cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+                          cwd=REPO, env={**environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stderr

@@ -1,0 +1,146 @@
+"""Export predictions for other tools.
+
+    python -m pipeline.export labelstudio predictions.jsonl --output tasks.json --model-version run-7
+
+labelstudio: records in the data schema as written by `python -m pipeline.predict` (spans with a
+"score", "topic_scores") become Label Studio tasks with pre-annotations, in its predictions
+import format:
+
+    [{"data": {"text": SENTENCE},
+      "predictions": [{"model_version": NAME, "score": S,
+                       "result": [{"from_name": "label", "to_name": "text", "type": "labels",
+                                   "value": {"start": S16, "end": E16, "text": ..., "labels": [TYPE]},
+                                   "score": ...},
+                                  {"from_name": "topic", "to_name": "text", "type": "choices",
+                                   "value": {"choices": [TOPIC]}, "score": ...}]}]}]
+
+Offsets are converted from Python code points to UTF-16 code units, which is what Label Studio's
+browser UI counts (they differ after an emoji or other character outside the BMP).
+
+The names must match the project's labeling config. The defaults assume
+
+    <View>
+      <Labels name="label" toName="text"> <Label value="PERSON"/> ... </Labels>
+      <Text name="text" value="$text"/>
+      <Choices name="topic" toName="text" choice="single"> <Choice value="travel"/> ... </Choices>
+    </View>
+
+--labels-from-name is the <Labels name>, --choices-from-name the <Choices name>, --to-name the
+<Text name>, and --text-key the data field in <Text value="$text">. The prediction's "score" is
+the least confident part of it (the lowest of the topic score and the entity scores), so sorting
+tasks by it in Label Studio puts the most doubtful first; it is left out when the input has no
+scores. A record's "id" is kept as data.record_id, which `python -m pipeline.importers
+labelstudio` reads back. Records with task_A / task_B null get no choices / labels result.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from pipeline import params as params_mod
+from pipeline.files import PipelineError, run_cli, write_json
+from pipeline.importers import read_text, to_utf16
+from pipeline.records import _got, check_record
+
+
+def _score(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def to_labelstudio_task(raw: dict, record: dict, model_version: str, labels_from_name: str = "label",
+                        choices_from_name: str = "topic", to_name: str = "text", text_key: str = "text") -> dict:
+    """One checked record (and its raw form, for the scores) -> a Label Studio task with a prediction."""
+    sentence = record["sentence"]
+    result, scores = [], []
+    spans = record["task_B"] or []
+    raw_scores = {(s.get("start"), s.get("end"), s.get("type")): s.get("score")
+                  for s in (raw.get("task_B") or []) if isinstance(s, dict)}
+    offsets16 = to_utf16(sentence, [o for s in spans for o in (s["start"], s["end"])])
+    for k, span in enumerate(spans):
+        s16, e16 = offsets16[2 * k], offsets16[2 * k + 1]
+        item = {"from_name": labels_from_name, "to_name": to_name, "type": "labels",
+                "value": {"start": s16, "end": e16, "text": span["text"], "labels": [span["type"]]}}
+        score = _score(raw_scores.get((span["start"], span["end"], span["type"])))
+        if score is not None:
+            item["score"] = score
+            scores.append(score)
+        result.append(item)
+    if record["task_A"] is not None:
+        item = {"from_name": choices_from_name, "to_name": to_name, "type": "choices",
+                "value": {"choices": [record["task_A"]]}}
+        topic_scores = raw.get("topic_scores")
+        score = _score(topic_scores.get(record["task_A"])) if isinstance(topic_scores, dict) else None
+        if score is not None:
+            item["score"] = score
+            scores.append(score)
+        result.append(item)
+    prediction = {"model_version": model_version}
+    if scores:
+        prediction["score"] = min(scores)
+    prediction["result"] = result
+    data = {text_key: sentence}
+    if "id" in record:
+        data["record_id"] = record["id"]
+    return {"data": data, "predictions": [prediction]}
+
+
+def read_predictions(path: Path, topics: list[str], entities: list[str]):
+    """Yield (raw, checked record) per JSONL line; a bad line is one error naming file:line."""
+    text = read_text(path)
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            raw = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
+            raise PipelineError(f"{where}: invalid JSON: {msg}") from None
+        checked = check_record(raw, topics, entities)
+        if checked.record is None:
+            more = f" (and {len(checked.errors) - 1} more)" if len(checked.errors) > 1 else ""
+            raise PipelineError(f"{where}: {checked.errors[0]}{more}")
+        if raw.get("topic_scores") is not None and not isinstance(raw["topic_scores"], dict):
+            raise PipelineError(f"{where}: topic_scores must be an object, got {_got(raw['topic_scores'])}")
+        yield raw, checked.record
+
+
+EPILOG = """examples:
+  python -m pipeline.predict --input data/unlabeled --output predictions.jsonl
+  python -m pipeline.export labelstudio predictions.jsonl --output tasks.json --model-version run-7
+  python -m pipeline.export labelstudio predictions.jsonl --output tasks.json \\
+      --labels-from-name ner --choices-from-name category --to-name sentence --text-key sentence
+then import tasks.json in Label Studio; correct; export JSON; and
+  python -m pipeline.importers labelstudio export.json --output data/raw/reviewed.jsonl
+"""
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.export", description=__doc__, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("format", choices=("labelstudio",), metavar="FORMAT", help="labelstudio")
+    ap.add_argument("input", metavar="PREDICTIONS", help="JSONL records (python -m pipeline.predict output)")
+    ap.add_argument("--output", required=True, help="Label Studio tasks JSON to write")
+    ap.add_argument("--params", default="params.yaml", help="labels come from here (default: %(default)s)")
+    ap.add_argument("--model-version", default="pipeline", help="prediction model_version (default: %(default)s)")
+    ap.add_argument("--labels-from-name", default="label", help="<Labels name=...> (default: %(default)s)")
+    ap.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
+    ap.add_argument("--to-name", default="text", help="<Text name=...> (default: %(default)s)")
+    ap.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
+    args = ap.parse_args(argv)
+    p = params_mod.load(args.params)
+    topics, entities = p["labels"]["topics"], p["labels"]["entities"]
+    tasks = [to_labelstudio_task(raw, rec, args.model_version, args.labels_from_name, args.choices_from_name,
+                                 args.to_name, args.text_key)
+             for raw, rec in read_predictions(Path(args.input), topics, entities)]
+    if not tasks:
+        raise PipelineError(f"{args.input}: no records")
+    write_json(args.output, tasks)
+    n_spans = sum(1 for t in tasks for r in t["predictions"][0]["result"] if r["type"] == "labels")
+    print(f"export: wrote {len(tasks)} Label Studio tasks ({n_spans} entity pre-annotations, "
+          f"model_version {args.model_version!r}) to {args.output}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,457 @@
+"""Importers (pipeline/importers.py) and the Label Studio export (pipeline/export.py), on small
+files in the real formats: CoNLL (IOB2, IOB1, BIOES, -DOCSTART-, CoNLL-2003 columns), Label
+Studio JSON with UTF-16 offsets, spaCy-style JSONL; label mapping; the export -> import round trip;
+the imported files pass the validate stage; bad inputs fail in one line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.files import PipelineError
+from pipeline.importers import (
+    apply_labels,
+    check_items,
+    join_tokens,
+    parse_conll,
+    parse_labelstudio,
+    parse_mapping,
+    parse_spacy,
+    to_codepoint,
+    to_utf16,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = str(REPO / "params.yaml")
+TOPICS = ["travel", "technology", "politics", "other"]
+ENTITIES = ["PERSON", "LOC", "ORG", "DATE"]
+
+
+def u16(s: str, i: int) -> int:
+    """UTF-16 offset of code point i, computed independently of the code under test."""
+    return len(s[:i].encode("utf-16-le")) // 2
+
+
+def cli(module: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def run_import(tmp: Path, fmt: str, *args) -> subprocess.CompletedProcess:
+    return cli("pipeline.importers", fmt, *args, "--params", PARAMS, cwd=tmp)
+
+
+def read_out(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def strip_source(records):
+    return [{k: v for k, v in r.items() if k != "source"} for r in records]
+
+
+def assert_consistent(records):
+    for r in records:
+        for s in r["task_B"] or []:
+            assert r["sentence"][s["start"]:s["end"]] == s["text"], (r, s)
+
+
+# --------------------------------------------------------------------------------------- CoNLL
+
+CONLL_2003 = """-DOCSTART- -X- -X- O
+
+EU NNP B-NP B-ORG
+rejects VBZ B-VP O
+German JJ B-NP B-MISC
+call NN I-NP O
+to TO B-VP O
+boycott VB I-VP O
+British JJ B-NP B-MISC
+lamb NN I-NP O
+. . O O
+
+Peter NNP B-NP B-PER
+Blackburn NNP I-NP I-PER
+visited VBD B-VP O
+New NNP B-NP B-LOC
+York NNP I-NP I-LOC
+( ( O O
+USA NNP B-NP B-LOC
+) ) O O
+on IN B-PP O
+Monday NNP B-NP B-DATE
+'s POS B-NP O
+trip NN I-NP O
+. . O O
+"""
+
+
+def test_conll2003_columns_docstart_smart_join():
+    batch = parse_conll(CONLL_2003, "eng.train")
+    items = apply_labels(batch.items, {"PER": "PERSON", "MISC": None}, TOPICS, ENTITIES)
+    records = check_items(items, TOPICS, ENTITIES)
+    assert [i.loc for i in items] == ["eng.train:3", "eng.train:13"]
+    assert batch.notes["-DOCSTART- lines skipped"] == 1
+    first, second = records
+    assert first["sentence"] == "EU rejects German call to boycott British lamb."
+    assert first["task_A"] is None
+    assert first["task_B"] == [{"text": "EU", "type": "ORG", "start": 0, "end": 2}]
+    assert second["sentence"] == "Peter Blackburn visited New York (USA) on Monday's trip."
+    assert second["task_B"] == [
+        {"text": "Peter Blackburn", "type": "PERSON", "start": 0, "end": 15},
+        {"text": "New York", "type": "LOC", "start": 24, "end": 32},
+        {"text": "USA", "type": "LOC", "start": 34, "end": 37},
+        {"text": "Monday", "type": "DATE", "start": 42, "end": 48},
+    ]
+    assert_consistent(records)
+
+
+def test_conll_join_spaces():
+    batch = parse_conll(CONLL_2003, "x", join="spaces")
+    assert batch.items[1].record["sentence"] == "Peter Blackburn visited New York ( USA ) on Monday 's trip ."
+    assert_consistent([i.record for i in batch.items])
+
+
+def test_join_tokens_offsets():
+    text, offsets = join_tokens(["He", "did", "n't", "go", "(", "really", ")", ";", "ok", "!"])
+    assert text == "He didn't go (really); ok!"
+    assert [text[a:b] for a, b in offsets] == ["He", "did", "n't", "go", "(", "really", ")", ";", "ok", "!"]
+
+
+TOKENS = ["Tim", "Cook", "met", "Ann", "Lee", "Bob", "in", "Paris", "."]
+EXPECTED = [("Tim Cook", "PERSON", 0, 8), ("Ann Lee", "PERSON", 13, 20), ("Bob", "PERSON", 21, 24),
+            ("Paris", "LOC", 28, 33)]
+SCHEMES = {
+    "iob2": ["B-PERSON", "I-PERSON", "O", "B-PERSON", "I-PERSON", "B-PERSON", "O", "B-LOC", "O"],
+    # IOB1: I- opens an entity; B- only separates two adjacent entities of one type
+    "iob1": ["I-PERSON", "I-PERSON", "O", "I-PERSON", "I-PERSON", "B-PERSON", "O", "I-LOC", "O"],
+    "bioes": ["B-PERSON", "E-PERSON", "O", "B-PERSON", "E-PERSON", "S-PERSON", "O", "S-LOC", "O"],
+    "bilou": ["B-PERSON", "L-PERSON", "O", "B-PERSON", "L-PERSON", "U-PERSON", "O", "U-LOC", "O"],
+}
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_conll_tag_schemes(scheme):
+    text = "".join(f"{tok}\t{tag}\n" for tok, tag in zip(TOKENS, SCHEMES[scheme]))
+    [item] = parse_conll(text * 1, scheme).items
+    assert item.record["sentence"] == "Tim Cook met Ann Lee Bob in Paris."
+    got = [(s["text"], s["type"], s["start"], s["end"]) for s in item.record["task_B"]]
+    assert got == EXPECTED
+    assert check_items([item], TOPICS, ENTITIES)
+
+
+def test_conll_sentence_without_entities_is_annotated_empty():
+    [item] = parse_conll("Nothing O\nhere O\n.\tO\n", "f").items
+    assert item.record == {"sentence": "Nothing here.", "task_A": None, "task_B": []}
+
+
+# --------------------------------------------------------------------------------- Label Studio
+
+EMOJI = "🚀🚀 Launch at Kennedy Space Center"
+
+
+def ls_result(text: str, entity: str, label: str, with_text: bool = True) -> dict:
+    i = text.index(entity)
+    value = {"start": u16(text, i), "end": u16(text, i + len(entity)), "labels": [label]}
+    if with_text:
+        value["text"] = entity
+    return {"from_name": "label", "to_name": "text", "type": "labels", "value": value}
+
+
+def choice(topic: str) -> dict:
+    return {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": [topic]}}
+
+
+def ls_export() -> list[dict]:
+    emoji_text = "Zoë 🎉 met 👩‍👩‍👧 Ann in Zürich 🇨🇭 on Friday"
+    return [
+        {"id": 1, "data": {"text": EMOJI},
+         "annotations": [
+             {"id": 10, "was_cancelled": False, "result": [ls_result(EMOJI, "Kennedy Space Center", "LOC")]},
+             {"id": 11, "was_cancelled": False,
+              "result": [ls_result(EMOJI, "Kennedy Space Center", "ORG"), choice("technology")]},
+             {"id": 12, "was_cancelled": True, "result": [choice("politics")]},
+         ]},
+        {"id": 2, "data": {"text": emoji_text},
+         "annotations": [{"result": [ls_result(emoji_text, "Ann", "PER", with_text=False),
+                                     ls_result(emoji_text, "Zürich", "LOC"),
+                                     ls_result(emoji_text, "Friday", "DATE"), choice("travel")]}]},
+        {"id": 3, "data": {"text": "Nothing to see here."}, "annotations": [{"result": [choice("other")]}]},
+        {"id": 4, "data": {"text": "Not annotated yet."}, "annotations": []},
+    ]
+
+
+def test_utf16_conversion_helpers():
+    assert EMOJI.index("Kennedy") == 13 and u16(EMOJI, 13) == 15
+    assert to_codepoint(EMOJI, [15, 35]) == [13, 33]
+    assert to_codepoint(EMOJI, [1]) == [None]          # inside the first surrogate pair
+    assert to_utf16(EMOJI, [13, 33]) == [15, 35]
+    assert to_codepoint("plain", [2, 9]) == [2, None]
+
+
+def test_labelstudio_emoji_offsets_last_annotation():
+    batch = parse_labelstudio(ls_export(), "export.json")
+    items = apply_labels(batch.items, {"PER": "PERSON"}, TOPICS, ENTITIES)
+    records = check_items(items, TOPICS, ENTITIES)
+    assert len(records) == 3 and batch.notes
+    first, second, third = records
+    start = EMOJI.index("Kennedy")
+    assert first == {"sentence": EMOJI, "task_A": "technology",
+                     "task_B": [{"text": "Kennedy Space Center", "type": "ORG", "start": start, "end": start + 20}]}
+    assert [(s["text"], s["type"]) for s in second["task_B"]] == [("Ann", "PERSON"), ("Zürich", "LOC"),
+                                                                  ("Friday", "DATE")]
+    assert_consistent(records)
+    # the project labels entities, so a task with only a topic is "annotated, no entities"
+    assert third == {"sentence": "Nothing to see here.", "task_A": "other", "task_B": []}
+    assert any("without annotations skipped" in k for k in batch.notes)
+
+
+def test_labelstudio_topic_only_project_leaves_ner_unannotated():
+    tasks = [{"data": {"body": "A quiet day."}, "annotations": [{"result": [choice("other")]}]}]
+    [item] = parse_labelstudio(tasks, "t.json", text_key="body").items
+    assert item.record == {"sentence": "A quiet day.", "task_A": "other", "task_B": None}
+
+
+def test_labelstudio_trims_whitespace_selection():
+    text = "We flew to Oslo today"
+    r = ls_result(text, " Oslo ", "LOC")                  # selected with the spaces around it
+    batch = parse_labelstudio([{"data": {"text": text}, "annotations": [{"result": [r]}]}], "t.json")
+    assert batch.items[0].record["task_B"] == [{"text": "Oslo", "type": "LOC", "start": 11, "end": 15}]
+    assert batch.notes["spans trimmed of leading/trailing whitespace"] == 1
+
+
+def test_labelstudio_text_mismatch_and_codepoint_hint():
+    r = ls_result(EMOJI, "Kennedy Space Center", "LOC")
+    r["value"]["start"], r["value"]["end"] = 13, 33       # code points where UTF-16 was expected
+    with pytest.raises(PipelineError, match=r"task\[0\].*value.text 'Kennedy Space Center' != .*--offsets codepoints"):
+        parse_labelstudio([{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}], "e.json")
+    batch = parse_labelstudio([{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}], "e.json",
+                              offsets="codepoints")
+    assert batch.items[0].record["task_B"][0]["text"] == "Kennedy Space Center"
+    r["value"]["start"] = 1
+    r["value"].pop("text")
+    with pytest.raises(PipelineError, match="surrogate pair"):
+        parse_labelstudio([{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}], "e.json")
+
+
+# ----------------------------------------------------------------------------------- spaCy JSONL
+
+def spacy_lines() -> str:
+    rows = [
+        {"text": "Angela Merkel spoke in Berlin.", "entities": [[0, 13, "PER"], [23, 29, "GPE"]],
+         "cats": {"politics": 0.9, "travel": 0.05, "other": 0.05}},
+        {"text": "Apple shipped a phone in May.",
+         "spans": [{"start": 0, "end": 5, "label": "ORG", "text": "Apple"}, {"start": 25, "end": 28, "label": "DATE"}],
+         "cats": {"technology": 1.0, "politics": 0.0}},
+        {"text": "Rome was lovely.", "spans": [[0, 4, "GPE"]], "label": "travel"},
+        {"text": "Just a topic.", "cats": {"other": 1.0}},
+        {"text": "Rejected by the annotator.", "answer": "reject"},
+    ]
+    return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n"
+
+
+def test_spacy_span_forms_cats_and_map():
+    batch = parse_spacy(spacy_lines(), "docs.jsonl")
+    mapping = parse_mapping(["PER=PERSON,GPE=LOC"])
+    records = check_items(apply_labels(batch.items, mapping, TOPICS, ENTITIES), TOPICS, ENTITIES)
+    assert [r["task_A"] for r in records] == ["politics", "technology", "travel", "other"]
+    assert records[0]["task_B"] == [{"text": "Angela Merkel", "type": "PERSON", "start": 0, "end": 13},
+                                    {"text": "Berlin", "type": "LOC", "start": 23, "end": 29}]
+    assert [s["type"] for s in records[1]["task_B"]] == ["ORG", "DATE"]
+    assert records[2]["task_B"] == [{"text": "Rome", "type": "LOC", "start": 0, "end": 4}]
+    assert records[3]["task_B"] is None                   # no span key: NER not annotated
+    assert batch.notes["records with answer 'reject' skipped"] == 1
+    assert_consistent(records)
+
+
+def test_mapping_file_and_unknown_labels(tmp_path):
+    (tmp_path / "map.yaml").write_text("PER: PERSON\nGPE: LOC\n", encoding="utf-8")
+    assert parse_mapping([str(tmp_path / "map.yaml"), "MISC="]) == {"PER": "PERSON", "GPE": "LOC", "MISC": None}
+    batch = parse_spacy(spacy_lines(), "docs.jsonl")
+    with pytest.raises(PipelineError) as exc:
+        apply_labels(batch.items, {}, TOPICS, ENTITIES)
+    msg = str(exc.value)
+    assert "'GPE' (2, first at docs.jsonl:1)" in msg and "'PER' (1, first at docs.jsonl:1)" in msg
+    assert "--map PER=PERSON,GPE=LOC" in msg and "--drop-unknown" in msg and "\n" not in msg
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+def test_cli_imports_all_formats_and_validate_accepts_them(tmp_path):
+    raw = tmp_path / "raw"
+    (tmp_path / "eng.conll").write_text(CONLL_2003, encoding="utf-8")
+    (tmp_path / "export.json").write_text(json.dumps(ls_export(), ensure_ascii=False), encoding="utf-8")
+    (tmp_path / "docs.jsonl").write_text(spacy_lines(), encoding="utf-8")
+    (tmp_path / "map.yaml").write_text("PER: PERSON\nGPE: LOC\nMISC: null\n", encoding="utf-8")
+
+    proc = run_import(tmp_path, "conll", "eng.conll", "--output", raw / "conll.jsonl", "--map", "map.yaml",
+                      "--split", "test")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 2 records" in proc.stdout and "PERSON 1, LOC 2, ORG 1, DATE 1" in proc.stdout
+    conll = read_out(raw / "conll.jsonl")
+    assert conll[0]["source"] == "eng.conll:3" and all(r["split"] == "test" for r in conll)
+
+    proc = run_import(tmp_path, "labelstudio", "export.json", "--output", raw / "ls.jsonl", "--map", "PER=PERSON")
+    assert proc.returncode == 0, proc.stderr
+    ls = read_out(raw / "ls.jsonl")
+    assert ls[0]["task_B"][0]["start"] == EMOJI.index("Kennedy") and ls[0]["source"] == "export.json:task[0] (id=1)"
+    assert "note: 1 tasks without annotations skipped" in proc.stdout
+
+    proc = run_import(tmp_path, "spacy", "docs.jsonl", "--output", raw / "spacy.jsonl", "--map", "PER=PERSON",
+                      "--drop-unknown")
+    assert proc.returncode == 0, proc.stderr
+    assert "note: 2 spans with unknown label 'GPE' dropped" in proc.stdout
+    assert all(s["type"] != "GPE" for r in read_out(raw / "spacy.jsonl") for s in r["task_B"] or [])
+
+    proc = cli("pipeline.validate", "--raw-dir", raw, "--params", PARAMS, "--out-dir", tmp_path / "validated",
+               "--metrics", tmp_path / "data.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "rejected 0" in proc.stdout
+    assert not [w for w in proc.stderr.splitlines() if "unknown field" in w]
+
+
+def test_cli_unknown_label_is_an_error(tmp_path):
+    (tmp_path / "docs.jsonl").write_text(spacy_lines(), encoding="utf-8")
+    proc = run_import(tmp_path, "spacy", "docs.jsonl", "--output", tmp_path / "out.jsonl")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "unknown entity label(s) 'GPE' (2" in proc.stderr and "--map" in proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_help_has_examples(tmp_path):
+    for module in ("pipeline.importers", "pipeline.export"):
+        proc = cli(module, "--help", cwd=tmp_path)
+        assert proc.returncode == 0 and "examples:" in proc.stdout
+
+
+# --------------------------------------------------------------------------- export round trip
+
+PREDICTIONS = [
+    {"id": "p-1", "sentence": EMOJI, "task_A": "technology",
+     "task_B": [{"text": "Kennedy Space Center", "type": "LOC", "start": 13, "end": 33, "score": 0.91}],
+     "topic_scores": {"travel": 0.1, "technology": 0.8, "politics": 0.05, "other": 0.05}},
+    {"sentence": "José flew 🛫 to 北京 with 𝒜lice on 3 May 😀.", "task_A": "travel",
+     "task_B": [{"text": "北京", "type": "LOC", "start": 15, "end": 17, "score": 0.7},
+                {"text": "José", "type": "PERSON", "start": 0, "end": 4, "score": 0.95},
+                {"text": "𝒜lice", "type": "PERSON", "start": 23, "end": 28, "score": 0.6},
+                {"text": "3 May", "type": "DATE", "start": 32, "end": 37, "score": 0.88}],
+     "topic_scores": {"travel": 0.97, "technology": 0.01, "politics": 0.01, "other": 0.01}},
+    {"sentence": "Nothing found here.", "task_A": "other", "task_B": [],
+     "topic_scores": {"travel": 0.2, "technology": 0.2, "politics": 0.2, "other": 0.4}},
+]
+
+
+def schema_only(rec: dict) -> dict:
+    out = {k: rec[k] for k in ("id", "sentence", "task_A") if k in rec}
+    out["task_B"] = sorted(({k: s[k] for k in ("text", "type", "start", "end")} for s in rec["task_B"]),
+                           key=lambda s: s["start"])
+    return out
+
+
+def test_export_labelstudio_then_import_round_trip(tmp_path):
+    preds = tmp_path / "predictions.jsonl"
+    preds.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in PREDICTIONS), encoding="utf-8")
+    for r in PREDICTIONS:
+        assert_consistent([r])
+    proc = cli("pipeline.export", "labelstudio", preds, "--output", tmp_path / "tasks.json", "--model-version", "v7",
+               "--params", PARAMS, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    tasks = json.loads((tmp_path / "tasks.json").read_text(encoding="utf-8"))
+    first = tasks[0]
+    assert first["data"] == {"text": EMOJI, "record_id": "p-1"}
+    pred = first["predictions"][0]
+    assert pred["model_version"] == "v7" and pred["score"] == 0.8
+    assert pred["result"][0] == {"from_name": "label", "to_name": "text", "type": "labels",
+                                 "value": {"start": u16(EMOJI, 13), "end": u16(EMOJI, 33),
+                                           "text": "Kennedy Space Center", "labels": ["LOC"]}, "score": 0.91}
+    assert pred["result"][1]["type"] == "choices" and pred["result"][1]["value"] == {"choices": ["technology"]}
+    s2 = PREDICTIONS[1]["sentence"]
+    for r in tasks[1]["predictions"][0]["result"]:
+        if r["type"] == "labels":   # what a browser would select, counted in UTF-16 units
+            v = r["value"]
+            assert s2.encode("utf-16-le")[2 * v["start"]:2 * v["end"]].decode("utf-16-le") == v["text"]
+    assert tasks[1]["predictions"][0]["score"] == 0.6
+
+    # as pre-annotations (predictions only) ...
+    proc = run_import(tmp_path, "labelstudio", "tasks.json", "--output", tmp_path / "a.jsonl", "--use-predictions")
+    assert proc.returncode == 0, proc.stderr
+    expected = [schema_only(r) for r in PREDICTIONS]
+    assert [schema_only(r) for r in read_out(tmp_path / "a.jsonl")] == expected
+    # ... and after annotators accepted them unchanged
+    for t in tasks:
+        t["annotations"] = [{"was_cancelled": False, "result": t.pop("predictions")[0]["result"]}]
+    (tmp_path / "reviewed.json").write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
+    proc = run_import(tmp_path, "labelstudio", "reviewed.json", "--output", tmp_path / "b.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert [schema_only(r) for r in read_out(tmp_path / "b.jsonl")] == expected
+
+
+# ----------------------------------------------------------------------------------- bad inputs
+
+def _ls(tasks):
+    return json.dumps(tasks, ensure_ascii=False)
+
+
+BAD = [
+    ("conll", "in.conll", "Tim B-PER\nCook I-PER\nsaid X-Y\n", "in.conll:3: tag 'X-Y'"),
+    ("conll", "in.conll", "Tim B-PERSON\nlonely\n", "in.conll:2: expected TOKEN ... TAG columns"),
+    ("conll", "in.conll", b"Tim B-PERSON\n\xff O\n", "in.conll:2: invalid UTF-8"),
+    ("conll", "missing.conll", None, "missing.conll: not found"),
+    ("labelstudio", "ls.json", '[{"data": {"text": "x"}', "ls.json:1: invalid JSON"),
+    ("labelstudio", "ls.json", '{"data": {"text": "x"}}\n{"data": {"text": "y"}}\n', "JSONL is read by the spacy"),
+    ("labelstudio", "ls.json", _ls([{"data": {"body": "Hi there"}, "annotations": []}]),
+     "ls.json: task[0]: data has no 'text' field (data keys: body); use --text-key"),
+    ("labelstudio", "ls.json", _ls([{"id": 5, "data": {"text": "Hi Bob"}, "annotations": [{"result": [
+        {"type": "labels", "value": {"start": 3, "end": 6, "text": "Bob", "labels": ["PERSON", "ORG"]}}]}]}]),
+     "ls.json: task[0] (id=5): result[0]: value.labels must hold exactly one label"),
+    ("labelstudio", "ls.json", _ls([{"data": {"text": "Hi Bob"}, "annotations": [{"result": [
+        {"type": "labels", "value": {"start": 3, "end": 60, "labels": ["PERSON"]}}]}]}]), "UTF-16 offset 60 is beyond"),
+    ("labelstudio", "ls.json", _ls([{"data": {"text": "Hi Bob and Bo"}, "annotations": [{"result": [
+        {"type": "labels", "value": {"start": 3, "end": 6, "labels": ["PERSON"]}},
+        {"type": "labels", "value": {"start": 4, "end": 13, "labels": ["PERSON"]}}]}]}]),
+     "ls.json: task[0]: task_B: overlapping spans 'Bob' [3:6] and 'ob and Bo' [4:13]"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "entities": [[3, 6, "PERSON"]]}\n{"text": "x", "entities": [[0, 9, "ORG"]]}\n',
+     "d.jsonl:2: entities[0]: bad offsets 0:9 for a text of length 1"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 0.5, "other": 0.5}}\n', "d.jsonl:1: cats: cats is ambiguous"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "spans": [{"start": 3, "end": 6, "label": "PERSON", "text": "Bo"}]}\n',
+     "d.jsonl:1: spans[0]: text 'Bo' != text[3:6] 'Bob'"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 1.0}}\nnot json\n', "d.jsonl:2: invalid JSON"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "label": "Travel"}\n', "unknown topic label(s) 'Travel' (1, first at d.jsonl:1)"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "answer": "reject"}\n', "no records found in d.jsonl"),
+]
+
+
+@pytest.mark.parametrize("fmt,name,content,expected", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
+def test_bad_input_is_one_line(tmp_path, fmt, name, content, expected):
+    if content is not None:
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+    proc = run_import(tmp_path, fmt, name, "--output", "out.jsonl")
+    assert proc.returncode == 1, proc.stdout
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and expected in proc.stderr, proc.stderr
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--map", "PERSON"], "--map: expected FROM=TO pairs"),
+    (["--output", "out.json"], "must end in .jsonl"),
+])
+def test_bad_flags_are_one_line(tmp_path, args, expected):
+    (tmp_path / "in.conll").write_text("Tim B-PERSON\n", encoding="utf-8")
+    argv = ["in.conll", "--output", "out.jsonl", *args]
+    proc = run_import(tmp_path, "conll", *argv)
+    assert proc.returncode == 1 and expected in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def test_export_bad_prediction_is_one_line(tmp_path):
+    (tmp_path / "p.jsonl").write_text(json.dumps({"sentence": "Hi Bob", "task_A": "travel", "task_B": [
+        {"text": "Bob", "type": "PER", "start": 3, "end": 6}]}) + "\n", encoding="utf-8")
+    proc = cli("pipeline.export", "labelstudio", "p.jsonl", "--output", "t.json", "--params", PARAMS, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: p.jsonl:1: task_B[0].type: unknown entity type 'PER'"), proc.stderr
