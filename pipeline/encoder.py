@@ -63,7 +63,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
     try:
         tok = _from_pretrained(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from None
     if not tok.is_fast:
         raise PipelineError(f"encoder '{name}': a fast tokenizer (with offsets) is required")
@@ -81,7 +81,7 @@ def load_encoder(name: str, trust_remote_code: bool = False):
 
     try:
         return _from_pretrained(AutoModel.from_pretrained, name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from None
 
 
