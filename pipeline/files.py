@@ -6,9 +6,9 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from collections.abc import Callable, Iterable, Iterator
 
 
 class PipelineError(Exception):
