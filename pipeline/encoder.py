@@ -63,7 +63,7 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
     try:
         tok = _from_pretrained(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged tokenizer.json, too
         raise _load_error(name, exc) from None
     if not tok.is_fast:
         raise PipelineError(f"encoder '{name}': a fast tokenizer (with offsets) is required")

@@ -100,7 +100,7 @@ def save(model: MultiTaskModel, tokenizer, out_dir: Path, meta: dict) -> None:
 
 def load(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
     """(model, tokenizer, meta) from a directory written by save(); clear errors for bad dirs."""
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_model
     from transformers import AutoConfig, AutoModel
 
@@ -134,15 +134,29 @@ def load(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = F
         raise PipelineError(f"model directory '{model_dir}': corrupted {WEIGHTS}: its checksum does not match "
                             f"the one recorded at training time (re-train or restore it, e.g. `dvc checkout`)")
     encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    model = MultiTaskModel(encoder, len(meta["topics"]), len(meta["tags"]), meta["pooling"])
     try:
-        model = MultiTaskModel(encoder, len(meta["topics"]), len(meta["tags"]), meta["pooling"])
+        with safe_open(str(model_dir / WEIGHTS), "pt") as fh:
+            shapes = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 (not a dict)
+        wanted = {k: list(v.shape) for k, v in model.state_dict().items()}
+        wrong = [k for k in shapes if k in wanted and shapes[k] != wanted[k]]
+        if wrong:
+            raise PipelineError(f"model directory '{model_dir}': {WEIGHTS} does not match the config: {wrong[0]} "
+                                f"has shape {shapes[wrong[0]]}, {MODEL_CONFIG}/config.json need {wanted[wrong[0]]}")
         missing, unexpected = load_model(model, str(model_dir / WEIGHTS), strict=False, device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as exc:
         raise PipelineError(f"model directory '{model_dir}': corrupted {WEIGHTS}: {_first_line(exc)}") from None
     if missing or unexpected:
         raise PipelineError(f"model directory '{model_dir}': {WEIGHTS} does not match the config "
                             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
-    tokenizer = load_tokenizer(str(model_dir), trust_remote_code)
+    try:
+        tokenizer = load_tokenizer(str(model_dir), trust_remote_code)
+    except PipelineError as exc:  # "cannot load encoder from directory '...': why"
+        why = str(exc).split("': ", 1)[-1]
+        raise PipelineError(f"model directory '{model_dir}': unreadable tokenizer: {why}") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged tokenizer.json fails in many ways (KeyError, Rust errors)
+        raise PipelineError(f"model directory '{model_dir}': unreadable tokenizer: "
+                            f"{type(exc).__name__} {_first_line(exc)}") from None
     sample = tokenizer("hello world", add_special_tokens=False)["input_ids"]
     vocab = model.encoder.get_input_embeddings().num_embeddings
     if not sample or max(sample) >= vocab:

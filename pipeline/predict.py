@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from tqdm import tqdm
@@ -113,8 +114,6 @@ def pretty(rec: dict) -> str:
              f"[Task A] Predicted category: {rec['task_A']} ({rec['topic_scores'][rec['task_A']]:.2f})",
              "[Task B] Predicted entities:"]
     lines += [f"  - {s['text']} ({s['type']}), characters {s['start']}–{s['end']}" for s in rec["task_B"]]
-    if not rec["task_B"]:
-        lines.append("  (none)")
     return "\n".join(lines) + "\n"
 
 
@@ -174,16 +173,20 @@ def main() -> None:
     render = pretty if args.format == "pretty" else (lambda r: json.dumps(r, ensure_ascii=False) + "\n")
     to_file = args.output != "-"
     n = 0
-    with (atomic_path(args.output) if to_file else nullcontext()) as target:
-        out = open(target, "w", encoding="utf-8") if to_file else sys.stdout
-        with tqdm(desc="predict", unit=" sent", disable=not to_file, mininterval=1.0) as bar:
-            while chunk := [rec for _, rec in zip(range(CHUNK), inputs)]:
-                for rec in predictor.predict(chunk):
-                    out.write(render(rec))
-                n += len(chunk)
-                bar.update(len(chunk))
-        if to_file:
-            out.close()
+    try:
+        with ExitStack() as stack:  # a file output is closed, then renamed into place; on error, removed
+            out = (stack.enter_context(open(stack.enter_context(atomic_path(args.output)), "w", encoding="utf-8"))
+                   if to_file else sys.stdout)
+            with tqdm(desc="predict", unit=" sent", disable=not to_file, mininterval=1.0) as bar:
+                while chunk := [rec for _, rec in zip(range(CHUNK), inputs)]:
+                    for rec in predictor.predict(chunk):
+                        out.write(render(rec))
+                    n += len(chunk)
+                    bar.update(len(chunk))
+            out.flush()
+    except BrokenPipeError:  # stdout closed early (`... | head`): stop quietly, as other CLI tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     if to_file:
         print(f"predict: {n} predictions written to {args.output}", file=sys.stderr)
 

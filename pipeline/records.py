@@ -20,6 +20,7 @@ SPAN_FIELDS = {"text", "type", "start", "end"}
 # Extra fields that our own tools write (predict, importers, public datasets); kept, not warned about.
 QUIET_FIELDS = {"topic_scores", "score", "source", "meta"}
 _ALLOWED_FIELDS = KNOWN_FIELDS | QUIET_FIELDS
+QUIET_SPAN_FIELDS = {"score"}  # written by predict, so corrected predictions validate without noise
 
 
 @dataclass
@@ -152,7 +153,7 @@ def check_record(raw, topics: list[str], entities: list[str]) -> Checked:
             span_errors = check_span(span, i, sentence, entities)
             errors.extend(span_errors)
             if isinstance(span, dict):
-                extra = [k for k in span if k not in SPAN_FIELDS]
+                extra = [k for k in span if k not in SPAN_FIELDS | QUIET_SPAN_FIELDS]
                 if extra:
                     warnings.append(f"task_B[{i}]: unknown field(s) {', '.join(map(str, extra))} (ignored)")
                 if not span_errors:

@@ -368,8 +368,10 @@ def main() -> None:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{sums[0] / max(sums[3], 1):.4f}")
-        if world > 1:
-            torch.distributed.all_reduce(sums)
+        if world > 1:  # NCCL reduces device tensors only
+            reduced = sums.to(device)
+            torch.distributed.all_reduce(reduced)
+            sums = reduced.cpu()
         tokens_seen += int(sums[6])
         record = {"epoch": epoch + 1,
                   **{k: round(float(sums[i] / sums[3]), 6) for i, k in enumerate(("loss", "loss_topic", "loss_ner"))},

@@ -1,0 +1,211 @@
+"""The multi-task model (pipeline/model.py): masked pooling, the masked loss, output shapes, and
+the self-contained model directory (save/load round trip, clear errors for damaged dirs)."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from pipeline.align import IGNORE
+from pipeline.encoder import load_encoder, load_tokenizer
+from pipeline.files import PipelineError
+from pipeline.model import MODEL_CONFIG, WEIGHTS, MultiTaskModel, load, masked_ce, pool, save
+
+TOPICS = ["travel", "technology", "politics", "other"]
+ENTITIES = ["PERSON", "LOC", "ORG", "DATE"]
+TAGS = ["O"] + [f"{p}-{t}" for t in ENTITIES for p in ("B", "I")]
+
+
+def padded(seqs: list[torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch variable-length (len, hidden) sequences with garbage in the pad slots."""
+    width, hidden = max(len(s) for s in seqs), seqs[0].shape[1]
+    states = torch.full((len(seqs), width, hidden), 1e4)  # large: any leak into a pooled vector shows
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        sl = slice(0, len(s)) if side == "right" else slice(width - len(s), width)
+        states[i, sl], mask[i, sl] = s, 1
+    return states, mask
+
+
+@pytest.mark.parametrize("how", ["mean", "last", "weighted_mean"])
+def test_pool_same_for_right_and_left_padding(how):
+    g = torch.Generator().manual_seed(0)
+    seqs = [torch.randn(n, 8, generator=g) for n in (5, 2, 7, 1)]
+    right = pool(*padded(seqs, "right"), how)
+    left = pool(*padded(seqs, "left"), how)
+    torch.testing.assert_close(right, left)
+    # and each equals the pooled unpadded sequence on its own
+    alone = torch.cat([pool(s[None], torch.ones(1, len(s), dtype=torch.long), how) for s in seqs])
+    torch.testing.assert_close(right, alone)
+    assert right.abs().max() < 100  # no pad slot (1e4) leaked in
+
+
+def test_pool_definitions():
+    s = torch.tensor([[[1.0], [2.0], [4.0]]])
+    mask = torch.ones(1, 3, dtype=torch.long)
+    assert pool(s, mask, "mean").item() == pytest.approx(7 / 3)
+    assert pool(s, mask, "last").item() == 4.0
+    assert pool(s, mask, "weighted_mean").item() == pytest.approx((1 * 1 + 2 * 2 + 3 * 4) / 6)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        pool(s, mask, "max")
+
+
+def test_masked_ce_all_ignored_is_zero_with_grad():
+    logits = torch.randn(3, 5, 9, requires_grad=True)
+    loss = masked_ce(logits, torch.full((3, 5), IGNORE))
+    assert loss.item() == 0.0 and not torch.isnan(loss)
+    assert loss.grad_fn is not None
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+def test_masked_ce_averages_over_labelled_items_only():
+    logits = torch.randn(2, 4, 9)
+    labels = torch.tensor([[1, IGNORE, 3, IGNORE], [IGNORE, IGNORE, 0, IGNORE]])
+    keep = labels != IGNORE
+    expected = torch.nn.functional.cross_entropy(logits[keep], labels[keep])
+    torch.testing.assert_close(masked_ce(logits, labels), expected)
+
+
+@pytest.fixture(scope="module")
+def model_and_tokenizer(tiny_gpt_neo):
+    torch.manual_seed(0)
+    model = MultiTaskModel(load_encoder(str(tiny_gpt_neo)), len(TOPICS), len(TAGS), "mean")
+    return model.eval(), load_tokenizer(str(tiny_gpt_neo))
+
+
+def batch(tokenizer, sentences):
+    enc = tokenizer(sentences, padding=True, return_tensors="pt")
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def test_forward_shapes_and_losses(model_and_tokenizer):
+    model, tok = model_and_tokenizer
+    ids, mask = batch(tok, ["Tim Cook flew to Paris.", "Hello", "Parliament passed the budget law today."])
+    out = model(ids, mask)
+    assert out["topic_logits"].shape == (3, 4)
+    assert out["ner_logits"].shape == (3, ids.shape[1], 9)
+    assert "loss" not in out
+    topic = torch.tensor([0, IGNORE, 2])
+    ner = torch.full(ids.shape, IGNORE)
+    out = model(ids, mask, topic_labels=topic, ner_labels=ner, alpha=2.0, beta=1.0)
+    assert out["loss_ner"].item() == 0.0
+    torch.testing.assert_close(out["loss"], 2.0 * out["loss_topic"])
+
+
+def save_tiny(model, tok, path):
+    save(model, tok, path, {"encoder_name": "tiny", "topics": TOPICS, "entities": ENTITIES, "tags": TAGS,
+                            "max_length": 32, "stride": 4, "label_subwords": "first", "misaligned": "expand",
+                            "n_prefix": 0, "best_epoch": 1})
+    return path
+
+
+def test_save_load_round_trip_gives_identical_outputs(model_and_tokenizer, tmp_path):
+    model, tok = model_and_tokenizer
+    with torch.no_grad():
+        model.topic_head[1].weight.add_(0.5)  # not the init: the loaded heads must come from the file
+    path = save_tiny(model, tok, tmp_path / "m")
+    loaded, tok2, meta = load(path)
+    assert meta["topics"] == TOPICS and meta["pooling"] == "mean"
+    assert not loaded.training
+    ids, mask = batch(tok, ["José Martínez flew from São Paulo to New York City.", "Zoë"])
+    assert torch.equal(ids, batch(tok2, ["José Martínez flew from São Paulo to New York City.", "Zoë"])[0])
+    with torch.no_grad():
+        a, b = model(ids, mask), loaded(ids, mask)
+    assert torch.equal(a["topic_logits"], b["topic_logits"])
+    assert torch.equal(a["ner_logits"], b["ner_logits"])
+
+
+@pytest.fixture
+def saved(model_and_tokenizer, tmp_path):
+    return save_tiny(*model_and_tokenizer, tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", [MODEL_CONFIG, WEIGHTS, "config.json", "tokenizer.json"])
+def test_load_missing_file(saved, name):
+    (saved / name).unlink()
+    with pytest.raises(PipelineError, match=f"missing {name}"):
+        load(saved)
+
+
+def test_load_missing_dir(tmp_path):
+    with pytest.raises(PipelineError, match="not found"):
+        load(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garble_data", "garble_header", "empty"])
+def test_load_corrupted_weights(saved, damage):
+    path = saved / WEIGHTS
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "garble_data":  # tensor bytes: safetensors itself cannot notice
+        for i in range(len(data) - 200, len(data) - 100):
+            data[i] ^= 0xFF
+    elif damage == "garble_header":
+        data[8:40] = b"\x00" * 32
+    else:
+        data = bytearray()
+    path.write_bytes(bytes(data))
+    with pytest.raises(PipelineError, match=f"corrupted {WEIGHTS}") as info:
+        load(saved)
+    assert "\n" not in str(info.value)
+
+
+def test_load_corrupted_weights_without_checksum_still_fails_clearly(saved):
+    meta = json.loads((saved / MODEL_CONFIG).read_text())
+    del meta["weights_sha256"]  # a directory from before checksums: safetensors' own checks remain
+    (saved / MODEL_CONFIG).write_text(json.dumps(meta))
+    path = saved / WEIGHTS
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(PipelineError, match=f"corrupted {WEIGHTS}"):
+        load(saved)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(format_version=99), "format_version 99"),
+    (lambda m: m.pop("tags"), "lacks tags"),
+    (lambda m: m.update(pooling="max"), "pooling 'max'"),
+    (lambda m: m.update(topics=TOPICS + ["sports"]), "does not match the config"),
+])
+def test_load_bad_model_config(saved, edit, message):
+    meta = json.loads((saved / MODEL_CONFIG).read_text())
+    edit(meta)
+    (saved / MODEL_CONFIG).write_text(json.dumps(meta))
+    with pytest.raises(PipelineError, match=message):
+        load(saved)
+
+
+def test_load_unreadable_model_config(saved):
+    (saved / MODEL_CONFIG).write_text("{not json")
+    with pytest.raises(PipelineError, match="unreadable config"):
+        load(saved)
+
+
+@pytest.mark.parametrize("text, message", [("{}", "unreadable tokenizer"), ("{not json", "unreadable tokenizer")])
+def test_load_damaged_tokenizer(saved, text, message):
+    (saved / "tokenizer.json").write_text(text)
+    with pytest.raises(PipelineError, match=message):
+        load(saved)
+
+
+def test_load_tokenizer_that_does_not_fit(saved):
+    tok = load_tokenizer(str(saved))
+    tok.add_tokens(["hello"])  # an id past the end of the model's embedding table
+    tok.save_pretrained(saved)
+    with pytest.raises(PipelineError, match="tokenizer does not fit the model"):
+        load(saved)
+
+
+def test_load_tokenizer_of_another_family(saved, wordpiece_tokenizer):
+    wordpiece_tokenizer.save_pretrained(saved)  # BERT-style [CLS] ... [SEP]: the feature layout changes
+    with pytest.raises(PipelineError, match="special tokens differ from training"):
+        load(saved)
+
+
+def test_saved_dir_is_self_contained(saved, tmp_path):
+    moved = shutil.move(str(saved), str(tmp_path / "elsewhere"))
+    _, tok, meta = load(moved)
+    assert meta["tags"] == TAGS and tok.pad_token is not None

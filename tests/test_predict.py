@@ -1,0 +1,264 @@
+"""The predict CLI (pipeline/predict.py) on a tiny trained model: every input form, JSONL that
+the validate stage accepts as training data, the pretty format, the caps, clear errors, and long
+sentences split into windows and merged back into one record.
+
+Most runs are in-process (`run_cli(main)` with sys.argv set: no interpreter start-up per case);
+stdin and one error case run as real subprocesses."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_train import KEYWORDS, prepare, run_stage, subprocess_env, toy_set, train_args, write_params, write_project
+
+from pipeline import predict as predict_mod
+from pipeline import train as train_mod
+from pipeline import validate as validate_mod
+
+TOPICS = list(KEYWORDS)
+TYPES = {"PERSON", "LOC", "ORG", "DATE"}
+MAX_LENGTH, STRIDE = 16, 4
+LONG = ("Tim Cook talked about the flight in Paris on day 1, and then Sarah Mitchell praised the software "
+        "in Denver while José Martínez discussed the election news from Frankfurt with Zoë in São Paulo.")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_gpt_neo) -> Path:
+    """A model trained briefly on the toy set with short windows (max_length 16, stride 4)."""
+    root = write_project(tmp_path_factory.mktemp("predict"), tiny_gpt_neo, toy_set(40, 4, 0),
+                         **{"train.epochs": 6, "tokenize.max_length": MAX_LENGTH, "tokenize.stride": STRIDE})
+    prepare(root)
+    assert run_stage(train_mod, root, *train_args("model")) == 0
+    return root
+
+
+def predict(project: Path, capsys, *args: str, params: str = "params.yaml") -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = run_stage(predict_mod, project, "--params", params, "--model", "model", *args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_record(rec: dict) -> None:
+    assert rec["task_A"] in TOPICS
+    assert set(rec["topic_scores"]) == set(TOPICS)
+    assert sum(rec["topic_scores"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert rec["topic_scores"][rec["task_A"]] == max(rec["topic_scores"].values())
+    ends = -1
+    for span in rec["task_B"]:
+        assert span["type"] in TYPES
+        assert span["text"] == rec["sentence"][span["start"]:span["end"]] and span["text"].strip() == span["text"]
+        assert span["start"] >= ends  # sorted, no overlaps
+        ends = span["end"]
+        assert 0.0 <= span["score"] <= 1.0
+
+
+def jsonl(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# input forms -------------------------------------------------------------------------------------
+
+def test_sentences_as_arguments(project, capsys):
+    code, out, _ = predict(project, capsys, "Tim Cook talked about the flight in Paris.", "Zoë ate soup")
+    assert code == 0
+    recs = jsonl(out)
+    assert [r["sentence"] for r in recs] == ["Tim Cook talked about the flight in Paris.", "Zoë ate soup"]
+    for rec in recs:
+        check_record(rec)
+        assert "id" not in rec
+
+
+def test_txt_file_to_output_file(project, capsys):
+    (project / "in.txt").write_text("First sentence about software.\n\n   \nSecond one in Paris.\r\n", encoding="utf-8")
+    code, out, err = predict(project, capsys, "--input", "in.txt", "--output", "out/pred.jsonl")
+    assert code == 0 and out == ""
+    assert "2 predictions written to out/pred.jsonl" in err
+    recs = jsonl((project / "out" / "pred.jsonl").read_text(encoding="utf-8"))
+    assert [r["sentence"] for r in recs] == ["First sentence about software.", "Second one in Paris."]
+    for rec in recs:
+        check_record(rec)
+
+
+def test_jsonl_file_keeps_ids(project, capsys):
+    lines = [{"id": "a1", "sentence": "Sarah Mitchell flew to Denver.", "task_A": "travel"},
+             {"sentence": "No id here."}]
+    (project / "in.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    code, out, _ = predict(project, capsys, "--input", "in.jsonl")
+    assert code == 0
+    recs = jsonl(out)
+    assert recs[0]["id"] == "a1" and "id" not in recs[1]
+    assert [r["sentence"] for r in recs] == [x["sentence"] for x in lines]
+
+
+def test_directory_of_files(project, capsys):
+    d = project / "indir"
+    (d / "sub").mkdir(parents=True, exist_ok=True)
+    (d / "b.txt").write_text("Beta sentence.\n", encoding="utf-8")
+    (d / "a.jsonl").write_text(json.dumps({"id": "x", "sentence": "Alpha sentence."}) + "\n", encoding="utf-8")
+    (d / "sub" / "c.txt").write_text("Gamma sentence.\nDelta sentence.\n", encoding="utf-8")
+    (d / "notes.md").write_text("not an input\n", encoding="utf-8")
+    code, out, _ = predict(project, capsys, "--input", "indir")
+    assert code == 0
+    assert [r["sentence"] for r in jsonl(out)] == ["Alpha sentence.", "Beta sentence.", "Gamma sentence.",
+                                                   "Delta sentence."]
+
+
+def test_stdin_in_a_real_process(project):
+    proc = subprocess.run([sys.executable, "-m", "pipeline.predict", "--params", "params.yaml", "--model", "model",
+                           "--input", "-"], input="Zoë visited Frankfurt.\n\nTim Cook likes soup.\n",
+                          cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    recs = jsonl(proc.stdout)
+    assert [r["sentence"] for r in recs] == ["Zoë visited Frankfurt.", "Tim Cook likes soup."]
+    for rec in recs:
+        check_record(rec)
+
+
+# output contract ---------------------------------------------------------------------------------
+
+def validate_predictions(project: Path, capsys, name: str, records: list[dict]) -> tuple[int, str]:
+    raw = project / f"raw_{name}"
+    raw.mkdir(exist_ok=True)
+    (raw / "pred.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
+                                    encoding="utf-8")
+    write_params(project / f"params_{name}.yaml", Path("unused"), **{"validate.on_error": "fail"})
+    capsys.readouterr()
+    code = run_stage(validate_mod, project, "--params", f"params_{name}.yaml", "--raw-dir", f"raw_{name}",
+                     "--out-dir", f"val_{name}", "--metrics", f"metrics/{name}.json")
+    return code, capsys.readouterr().err
+
+
+def test_predictions_pass_validate_unchanged(project, capsys):
+    sentences = [r["sentence"] for r in toy_set(20, 0, 0)] + [LONG]
+    (project / "many.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    code, out, _ = predict(project, capsys, "--input", "many.txt")
+    assert code == 0
+    recs = jsonl(out)
+    assert sum(len(r["task_B"]) for r in recs) > 0  # there are spans to check
+    code, err = validate_predictions(project, capsys, "roundtrip", recs)
+    assert code == 0, err
+    counts = json.loads((project / "metrics" / "roundtrip.json").read_text())
+    assert counts["read"] == counts["kept"] == len(recs)
+    assert "topic_scores" not in err  # a field our own tools write: no warning
+
+
+def test_span_scores_are_not_warned_about(project, capsys):
+    code, out, _ = predict(project, capsys, LONG)
+    recs = jsonl(out)
+    assert code == 0 and recs[0]["task_B"]
+    code, err = validate_predictions(project, capsys, "scores", recs)
+    assert code == 0 and "unknown field" not in err, err
+
+
+PRETTY = re.compile(
+    r"Sentence: (?P<sentence>[^\n]*)\n"
+    r"\[Task A\] Predicted category: (?P<topic>\w+) \((?P<p>\d\.\d\d)\)\n"
+    r"\[Task B\] Predicted entities:\n"
+    r"(?P<entities>(?:  - [^\n]+ \((?:PERSON|LOC|ORG|DATE)\), characters \d+–\d+\n)*)")
+ENTITY = re.compile(r"  - (?P<text>[^\n]+) \((?P<type>[A-Z]+)\), characters (?P<start>\d+)–(?P<end>\d+)")
+
+
+def test_pretty_format(project, capsys):
+    sentences = ["Tim Cook talked about the flight in Paris.", "Hello", LONG]
+    code, out, _ = predict(project, capsys, "--format", "pretty", *sentences)
+    assert code == 0
+    _, as_json, _ = predict(project, capsys, *sentences)
+    expected = jsonl(as_json)
+    pos, seen = 0, 0
+    for rec in expected:
+        m = PRETTY.match(out, pos)
+        assert m, out[pos:pos + 300]
+        assert m["sentence"] == rec["sentence"] and m["topic"] == rec["task_A"]
+        assert m["p"] == f"{rec['topic_scores'][rec['task_A']]:.2f}"
+        ents = [e.groupdict() for e in ENTITY.finditer(m["entities"])]
+        assert ents == [{"text": s["text"], "type": s["type"], "start": str(s["start"]), "end": str(s["end"])}
+                        for s in rec["task_B"]]
+        for e in ents:
+            assert rec["sentence"][int(e["start"]):int(e["end"])] == e["text"]
+        pos, seen = m.end(), seen + 1
+    assert pos == len(out) and seen == 3  # nothing else printed
+
+
+# caps and errors ---------------------------------------------------------------------------------
+
+def one_line_error(code: int, err: str) -> str:
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_max_chars(project, capsys, tiny_gpt_neo):
+    write_params(project / "params_caps.yaml", tiny_gpt_neo, **{"predict.max_chars": 20, "predict.max_records": 3})
+    code, out, err = predict(project, capsys, "short one", "x" * 21, params="params_caps.yaml")
+    line = one_line_error(code, err)
+    assert "argument 2" in line and "21 characters" in line and "predict.max_chars=20" in line
+    code, out, err = predict(project, capsys, "x" * 20, params="params_caps.yaml")
+    assert code == 0 and len(jsonl(out)) == 1  # at the cap is fine
+
+
+def test_max_records(project, capsys, tiny_gpt_neo):
+    write_params(project / "params_caps.yaml", tiny_gpt_neo, **{"predict.max_chars": 20, "predict.max_records": 3})
+    (project / "four.txt").write_text("a\nb\nc\nd\n", encoding="utf-8")
+    code, out, err = predict(project, capsys, "--input", "four.txt", "--output", "capped.jsonl",
+                             params="params_caps.yaml")
+    line = one_line_error(code, re.split(r"[\r\n]+", err.strip())[-1])  # after the progress bar
+    assert "Traceback" not in err
+    assert "four.txt:4" in line and "predict.max_records=3" in line
+    assert not (project / "capped.jsonl").exists()  # no partial output file
+    (project / "three.txt").write_text("a\nb\nc\n", encoding="utf-8")
+    code, out, _ = predict(project, capsys, "--input", "three.txt", params="params_caps.yaml")
+    assert code == 0 and len(jsonl(out)) == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "nowhere.txt"], "nowhere.txt: input not found"),
+    (["", "x"], "argument 1: sentence: empty"),
+    (["--input", "bad.jsonl"], "bad.jsonl:1: invalid JSON"),
+    (["--input", "noid.jsonl"], "noid.jsonl:1: id: must be a non-empty string"),
+    (["a", "--input", "in.txt"], "either SENTENCE arguments or --input"),
+    (["--device", "tpu", "x"], "--device 'tpu': expected cpu or cuda"),
+])
+def test_input_errors_are_one_line(project, capsys, args, message):
+    (project / "bad.jsonl").write_text("{not json\n", encoding="utf-8")
+    (project / "noid.jsonl").write_text(json.dumps({"id": 7, "sentence": "s"}) + "\n", encoding="utf-8")
+    (project / "in.txt").write_text("a\n", encoding="utf-8")
+    code, _, err = predict(project, capsys, *args)
+    assert message in one_line_error(code, err)
+
+
+def test_missing_model_dir_in_a_real_process(project):
+    proc = subprocess.run([sys.executable, "-m", "pipeline.predict", "--params", "params.yaml",
+                           "--model", "no_such_model", "hello"],
+                          cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == "error: model directory 'no_such_model' not found (train it with `dvc repro train`)\n"
+
+
+# windows -----------------------------------------------------------------------------------------
+
+def test_long_sentence_is_windowed_and_merged_into_one_record(project, capsys):
+    predictor = predict_mod.Predictor(str(project / "model"), device="cpu")
+    assert predictor.meta["max_length"] == MAX_LENGTH and predictor.meta["stride"] == STRIDE
+    rows = predictor.encoder.encode([{"sentence": LONG}]).rows
+    assert len(rows) >= 3  # really split into windows
+    n_tokens = rows[-1]["token_start"] + len(rows[-1]["starts"])
+    first_window_end = max(rows[0]["ends"])
+
+    code, out, _ = predict(project, capsys, LONG)
+    assert code == 0
+    recs = jsonl(out)
+    assert len(recs) == 1 and recs[0]["sentence"] == LONG
+    check_record(recs[0])
+    spans = recs[0]["task_B"]
+    assert spans and any(s["start"] >= first_window_end for s in spans)  # entities found past window 1
+
+    from pipeline.inference import predict_rows
+    [merged] = predict_rows(predictor.model, rows, [LONG], predictor.meta, 8, predictor.tokenizer.pad_token_id,
+                            predictor.device)
+    assert len(merged["tokens"].starts) == n_tokens == len(merged["pred_tags"])  # every token once
+    assert merged["spans"] == spans
