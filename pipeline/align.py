@@ -12,6 +12,7 @@ first labelled token. Decoding reverses this exactly for token-aligned spans.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 IGNORE = -100
@@ -52,6 +53,18 @@ def _hull(tokens: Tokens, start: int, end: int) -> tuple[int, int] | None:
     return min(s for s, _ in inside), max(e for _, e in inside)
 
 
+def _hull_sorted(tokens: Tokens, start: int, end: int) -> tuple[int, int] | None:
+    """_hull for tokens whose starts and ends are both non-decreasing (checked by the caller):
+    the overlapping tokens are a contiguous range found by bisection, not a scan of the sentence."""
+    starts, ends = tokens.starts, tokens.ends
+    lo, hi = bisect_right(ends, start), bisect_left(starts, end)   # e > start  and  s < end
+    first = next((i for i in range(lo, hi) if starts[i] < ends[i]), None)
+    if first is None:
+        return None
+    last = next(i for i in range(hi - 1, first - 1, -1) if starts[i] < ends[i])
+    return starts[first], ends[last]
+
+
 def _expand(tokens: Tokens, start: int, end: int) -> tuple[int, int] | None:
     new = _hull(tokens, start, end)
     while new is not None:  # byte-level pieces can overlap: grow until no token straddles an edge
@@ -88,9 +101,11 @@ def resolve_spans(tokens: Tokens, spans: list[dict], policy: str) -> AlignResult
     if policy not in ("expand", "contract", "drop"):
         raise ValueError(f"unknown misalignment policy {policy!r} (expand | contract | drop)")
     kept, events = [], []
+    ordered = tokens.starts == sorted(tokens.starts) and tokens.ends == sorted(tokens.ends)
+    hull_of = _hull_sorted if ordered else _hull
     for span in sorted(spans, key=lambda sp: (sp["start"], sp["end"])):
         start, end = span["start"], span["end"]
-        hull = _hull(tokens, start, end)
+        hull = hull_of(tokens, start, end)
         if hull is None:
             events.append({"span": span, "action": "dropped", "reason": "no token covers it"})
             continue

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.align import IGNORE, Tokens, effective_offsets, resolve_spans, token_tags, windows
+from pipeline.align import IGNORE, Tokens, effective_offsets, labelled_positions, resolve_spans, token_tags, windows
 from pipeline.encoder import special_layout
 
 
@@ -37,39 +37,55 @@ class FeatureEncoder:
             raise ValueError(f"max_length {cfg.max_length} leaves too few tokens for stride {cfg.stride}")
         self.topic_id = {t: i for i, t in enumerate(cfg.topics)}
         self.tag_id = {t: i for i, t in enumerate(cfg.tags)}
+        self._label_of = {None: IGNORE, **self.tag_id}
+        # The Rust tokenizer behind the fast tokenizer, own copy: no truncation/padding whatever the
+        # shared one was last set to; same added/special-token handling as tokenizer(...) uses.
+        from tokenizers import Tokenizer
+        self._backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+        self._backend.no_truncation()
+        self._backend.no_padding()
+        self._backend.encode_special_tokens = getattr(tokenizer, "split_special_tokens", False)
 
     def tokens(self, sentences: list[str]):
         """Tokenize whole sentences (no truncation): ids and Tokens per sentence."""
-        enc = self.tok(sentences, add_special_tokens=False, return_offsets_mapping=True,
-                       return_attention_mask=False, return_token_type_ids=False)
         out = []
-        for i, sentence in enumerate(sentences):
-            starts, ends = effective_offsets(sentence, enc["offset_mapping"][i])
-            word_ids = [w if w is not None else -1 for w in enc.word_ids(i)]
-            out.append((enc["input_ids"][i], Tokens(starts, ends, word_ids)))
+        for sentence, e in zip(sentences, self._backend.encode_batch(sentences, add_special_tokens=False)):
+            starts, ends = effective_offsets(sentence, e.offsets)
+            word_ids = e.word_ids
+            if None in word_ids:  # content tokens all belong to a word; keep the -1 convention anyway
+                word_ids = [-1 if w is None else w for w in word_ids]
+            out.append((e.ids, Tokens(starts, ends, word_ids)))
         return out
 
     def encode(self, records: list[dict], first_index: int = 0) -> Encoded:
         """Rows for `records` (dicts with sentence and optionally id, task_A, task_B)."""
         cfg, rows, events = self.cfg, [], []
-        n_pre, n_suf = len(self.prefix), len(self.suffix)
+        prefix, suffix = self.prefix, self.suffix
+        pre_ign, suf_ign = [IGNORE] * len(prefix), [IGNORE] * len(suffix)
+        o_id = self.tag_id.get("O")
+        max_content = self.max_content
         for k, (rec, (ids, tokens)) in enumerate(zip(records, self.tokens([r["sentence"] for r in records]))):
+            n = len(ids)
             gold = rec.get("task_B")
-            if gold is not None:
+            if gold:
                 res = resolve_spans(tokens, gold, cfg.misaligned)
                 for ev in res.events:
                     events.append({"id": rec.get("id"), "sentence": rec["sentence"], "policy": cfg.misaligned, **ev})
-                tags = token_tags(tokens, res.spans, cfg.label_subwords)
-                labels = [IGNORE if t is None else self.tag_id[t] for t in tags]
+                labels = list(map(self._label_of.__getitem__, token_tags(tokens, res.spans, cfg.label_subwords)))
+            elif gold is not None:  # annotated, no entities: "O" wherever the strategy labels
+                labels = [o_id if u else IGNORE for u in labelled_positions(tokens.word_ids, cfg.label_subwords)]
             else:
-                labels = [IGNORE] * len(ids)
+                labels = None
             topic = rec.get("task_A")
             topic_label = self.topic_id[topic] if topic is not None else IGNORE
-            for w, (a, b) in enumerate(windows(len(ids), self.max_content, cfg.stride)):
+            rid = rec.get("id") or ""
+            if labels is None:
+                labels = [IGNORE] * n
+            for w, (a, b) in enumerate(windows(n, max_content, cfg.stride)):
                 rows.append({
-                    "record": first_index + k, "id": rec.get("id") or "", "window": w, "token_start": a,
-                    "input_ids": self.prefix + ids[a:b] + self.suffix,
-                    "labels": [IGNORE] * n_pre + labels[a:b] + [IGNORE] * n_suf,
+                    "record": first_index + k, "id": rid, "window": w, "token_start": a,
+                    "input_ids": prefix + ids[a:b] + suffix,
+                    "labels": pre_ign + labels[a:b] + suf_ign,
                     "topic": topic_label,
                     "starts": tokens.starts[a:b], "ends": tokens.ends[a:b], "word_ids": tokens.word_ids[a:b],
                 })

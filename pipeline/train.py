@@ -153,6 +153,15 @@ def param_groups(model: MultiTaskModel, tp: dict) -> list[dict]:
     return groups
 
 
+def make_optimizer(model: MultiTaskModel, tp: dict, total_steps: int):
+    """AdamW over param_groups with linear warm-up then decay. The fused kernel (CPU and CUDA)
+    updates all parameters in one pass: the same maths, measurably faster (benchmarks/SPEED.md)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(param_groups(model, tp), fused=True)
+    return optimizer, get_linear_schedule_with_warmup(optimizer, int(tp["warmup_ratio"] * total_steps), total_steps)
+
+
 def setup_distributed() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
@@ -300,12 +309,7 @@ def main() -> None:
     n_batches = len(shard(length_grouped_batches(lengths, tp["batch_size"], 0, False), rank, world))
     steps_per_epoch = math.ceil(n_batches / tp["grad_accum"])
     total_steps = steps_per_epoch * tp["epochs"]
-    from transformers import get_linear_schedule_with_warmup
-
-    # The fused kernel (CPU and CUDA) updates all parameters in one pass: the same maths, measurably
-    # faster (benchmarks/SPEED.md); HF's Trainer uses it by default too.
-    optimizer = torch.optim.AdamW(param_groups(model, tp), fused=True)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(tp["warmup_ratio"] * total_steps), total_steps)
+    optimizer, scheduler = make_optimizer(model, tp, total_steps)
 
     state = {"epoch": 0, "best_score": None, "best_epoch": None, "bad_epochs": 0, "history": [],
              "fingerprint": fingerprint(p, meta)}

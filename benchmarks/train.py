@@ -1,0 +1,263 @@
+"""Training-throughput benchmark: the project's training step against a Hugging Face Trainer.
+
+Project arm: the step of pipeline/train.py built from its own pieces (seed_everything, MultiTaskModel,
+apply_freeze, freeze_unused, param_groups, AdamW + linear warm-up schedule, length_grouped_batches,
+shard, collate, autocast) and the same per-step work as its loop: forward with both heads and both
+losses, backward, three loss .item() reads, clipping, optimizer and scheduler step.
+HF arm: `Trainer` with `AutoModelForTokenClassification` on the same encoder, the same feature rows
+(input ids and NER labels from FeatureEncoder), the same batch size, length-grouped sampling,
+DataCollatorForTokenClassification (dynamic padding), the same lr / weight decay / clipping.
+
+Throughput = non-pad tokens / seconds over the measured steps (after warm-up steps), both arms
+timed step end to step end, in the same process, rounds interleaved. Acceptance: project / HF >= 1.0.
+--stage also runs the real stage (`python -m pipeline.train`, one epoch of the same number of
+steps) and reports the tokens_per_second it writes to metrics/train.json; that figure includes the
+stage's per-epoch dev scoring and checkpoint write, so it is shown, not judged.
+
+    python -m benchmarks.train --quick
+    python -m benchmarks.train --encoder PATH --encoder PATH2 --data a.jsonl b.jsonl --stage
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
+
+import argparse
+import json
+import math
+import subprocess
+import tempfile
+import time
+
+from benchmarks import _common as C
+
+TARGET = 1.0
+
+
+def feature_rows(encoder: str, args, p: dict, n: int):
+    from pipeline.encoder import load_tokenizer
+    from pipeline.features import FeatureEncoder
+    from pipeline.tokenize import feature_config
+
+    tok = load_tokenizer(encoder, p["encoder"]["trust_remote_code"])
+    fe = FeatureEncoder(tok, feature_config(p))
+    rows = fe.encode(C.load_records(args.data, n)).rows
+    return tok, fe, rows
+
+
+def project_arm(encoder: str, p: dict, rows: list[dict], pad_id: int, n_steps: int):
+    """Steps of pipeline/train.py's loop; returns (step end times, non-pad tokens per step)."""
+    import torch
+
+    from pipeline import params as params_mod
+    from pipeline.encoder import load_encoder
+    from pipeline.inference import autocast, collate
+    from pipeline.model import MultiTaskModel
+    from pipeline.train import (
+        apply_freeze,
+        freeze_unused,
+        length_grouped_batches,
+        make_optimizer,
+        seed_everything,
+        shard,
+    )
+
+    tp = p["train"]
+    device = torch.device("cpu")
+    seed_everything(tp["seed"])
+    tags = params_mod.tag_names(p["labels"]["entities"])
+    model = MultiTaskModel(load_encoder(encoder, p["encoder"]["trust_remote_code"]), len(p["labels"]["topics"]),
+                           len(tags), p["encoder"]["pooling"]).to(device)
+    apply_freeze(model, tp["freeze"], tp["unfreeze_top_layers"])
+    freeze_unused(model, rows, pad_id, device)
+    lengths = [len(r["input_ids"]) for r in rows]
+    batches = shard(length_grouped_batches(lengths, tp["batch_size"], tp["seed"], tp["group_by_length"]), 0, 1)
+    batches = batches[:n_steps]
+    total = math.ceil(len(batches) / tp["grad_accum"])
+    optimizer, scheduler = make_optimizer(model, tp, total)
+    model.train()
+    sums = torch.zeros(7, dtype=torch.float64)
+    ends, tokens = [time.perf_counter()], []
+    for step, (idx, weight) in enumerate(batches):
+        batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx], pad_id).items()}
+        n_rows = len(idx) if weight else 0
+        n_real = int(batch["attention_mask"].sum())
+        boundary = (step + 1) % tp["grad_accum"] == 0 or step + 1 == len(batches)
+        with autocast(device):
+            out = model(**batch, alpha=tp["alpha"], beta=tp["beta"])
+            (out["loss"] * weight / tp["grad_accum"]).backward()
+        losses = [out[key].item() for key in ("loss", "loss_topic", "loss_ner")]
+        if not all(math.isfinite(v) for v in losses):
+            raise SystemExit(f"project arm: non-finite loss {losses}")
+        if n_rows:
+            sums += torch.tensor([*(v * n_rows for v in losses), n_rows, batch["attention_mask"].numel() - n_real,
+                                  batch["attention_mask"].numel(), n_real], dtype=torch.float64)
+        if boundary:
+            if tp["max_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tp["max_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        tokens.append(n_real)
+        ends.append(time.perf_counter())
+    return ends, tokens
+
+
+def hf_arm(encoder: str, p: dict, rows: list[dict], tok, n_steps: int, out_dir: str):
+    """Trainer + AutoModelForTokenClassification; returns (step end times, non-pad tokens per step)."""
+    import torch
+    from transformers import (
+        AutoModelForTokenClassification,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    from pipeline import params as params_mod
+
+    tp = p["train"]
+    tags = params_mod.tag_names(p["labels"]["entities"])
+    model = AutoModelForTokenClassification.from_pretrained(
+        encoder, num_labels=len(tags), trust_remote_code=p["encoder"]["trust_remote_code"])
+    model.config.pad_token_id = tok.pad_token_id
+    data = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
+    ends, tokens = [], []
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, a, state, control, **kw):
+            if not ends:
+                ends.append(time.perf_counter())
+
+        def on_step_end(self, a, state, control, **kw):
+            ends.append(time.perf_counter())
+
+    class CountingTrainer(Trainer):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            tokens.append(int(inputs["attention_mask"].sum()))
+            return super().training_step(model, inputs, num_items_in_batch)
+
+    targs = TrainingArguments(
+        output_dir=out_dir, per_device_train_batch_size=tp["batch_size"], gradient_accumulation_steps=tp["grad_accum"],
+        max_steps=math.ceil(n_steps / tp["grad_accum"]), learning_rate=tp["lr_encoder"],
+        weight_decay=tp["weight_decay"], warmup_steps=int(tp["warmup_ratio"] * n_steps),
+        max_grad_norm=tp["max_grad_norm"], seed=tp["seed"], use_cpu=True, report_to="none",
+        logging_strategy="no", save_strategy="no", eval_strategy="no", disable_tqdm=True,
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length" if tp["group_by_length"] else "random")
+    trainer = CountingTrainer(model=model, args=targs, train_dataset=data,
+                              data_collator=DataCollatorForTokenClassification(tok), callbacks=[StepClock()])
+    trainer.train()
+    del trainer, model
+    torch.set_grad_enabled(True)
+    return ends, tokens
+
+
+def stage_arm(encoder: str, args, p_path: Path, rows_records: list[dict], n_steps: int, work: Path) -> dict:
+    """The real stage on a prepared validated + tokenized dir: one epoch of n_steps batches."""
+    from benchmarks.tokenize import write_validated
+
+    d = work / "stage"
+    if not (d / "tokenized").is_dir():
+        write_validated(d / "validated", rows_records, n_steps * args.batch_size, n_other=32)
+        subprocess.run([sys.executable, "-m", "pipeline.tokenize", "--params", str(p_path), "--in-dir",
+                        str(d / "validated"), "--out-dir", str(d / "tokenized"), "--metrics", str(d / "tok.json"),
+                        "--report", str(d / "mis.jsonl")], cwd=C.REPO, check=True, capture_output=True)
+    cmd = [sys.executable, "-m", "pipeline.train", "--params", str(p_path), "--features", str(d / "tokenized"),
+           "--validated", str(d / "validated"), "--model-dir", str(d / "model"), "--checkpoint-dir", str(d / "ckpt"),
+           "--metrics", str(d / "train.json"), "--live-dir", str(d / "dvclive"), "--plot", str(d / "curves.png")]
+    res = subprocess.run(cmd, cwd=C.REPO, capture_output=True, text=True, check=False)
+    if res.returncode:
+        raise SystemExit(f"train stage failed:\n{res.stderr[-2000:]}")
+    return json.loads((d / "train.json").read_text())
+
+
+def measured(ends: list[float], tokens: list[int], warmup: int) -> tuple[float, int]:
+    """(seconds, tokens) over the steps after the first `warmup` ones."""
+    return ends[len(ends) - 1] - ends[warmup], sum(tokens[warmup:len(ends) - 1])
+
+
+def run_encoder(encoder: str, args, work: Path) -> dict:
+    import torch
+
+    from pipeline import params as params_mod
+
+    p_path = C.write_params(args.params, work / "params.yaml", {
+        "encoder.name": encoder, "train.batch_size": args.batch_size, "train.epochs": 1, "train.patience": 0,
+        "train.device": "cpu"})
+    p = params_mod.load(p_path)
+    n_steps = args.warmup + args.steps
+    tok, _, rows = feature_rows(encoder, args, p, n_steps * args.batch_size)
+    arms = {}
+    results: dict[str, list] = {}
+
+    def add(name, fn):
+        def run():
+            ends, tokens = fn()
+            sec, ntok = measured(ends, tokens, args.warmup)
+            results.setdefault(name, []).append({"seconds": sec, "tokens": ntok, "tokens_per_s": ntok / sec,
+                                                 "steps": len(tokens) - args.warmup})
+        arms[name] = run
+
+    add("project step (pipeline.train)", lambda: project_arm(encoder, p, rows, tok.pad_token_id, n_steps))
+    add("HF Trainer (token classification)",
+        lambda: hf_arm(encoder, p, rows, tok, n_steps, str(work / "hf")))
+    if args.stage:
+        arms["real stage (python -m pipeline.train)"] = lambda: results.setdefault(
+            "real stage (python -m pipeline.train)", []).append(
+            {"tokens_per_s": stage_arm(encoder, args, p_path, C.load_records(args.data), n_steps, work)[
+                "tokens_per_second"]})
+    C.log(f"train, {encoder}: {args.warmup}+{args.steps} steps x batch {args.batch_size}, {args.rounds} rounds, "
+          f"{torch.get_num_threads()} threads")
+    C.interleave(arms, args.rounds, C.log)
+    out = {"encoder": encoder, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
+           "rounds": args.rounds, "arms": {k: {"best_tokens_per_s": max(r["tokens_per_s"] for r in v), "runs": v}
+                                           for k, v in results.items()}}
+    ours = out["arms"]["project step (pipeline.train)"]["best_tokens_per_s"]
+    hf = out["arms"]["HF Trainer (token classification)"]["best_tokens_per_s"]
+    out["ratio"] = ours / hf
+    pairs = zip(results["project step (pipeline.train)"], results["HF Trainer (token classification)"])
+    out["ratio_per_round"] = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in pairs]
+    out["verdict"] = C.verdict(out["ratio"], TARGET, higher_is_better=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    C.add_common_args(ap)
+    ap.add_argument("--steps", type=int, help="measured steps per arm and round (default: 60; quick: 20)")
+    ap.add_argument("--warmup", type=int, default=3, help="unmeasured first steps (default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=16, help="batch size, both arms (default: %(default)s)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default: 3; quick: 2)")
+    ap.add_argument("--stage", action="store_true", help="also run the real train stage each round")
+    args = ap.parse_args()
+    args.steps = args.steps or (20 if args.quick else 60)
+    args.rounds = args.rounds or (2 if args.quick else 3)
+    C.apply_threads(args)
+    info = C.machine()
+    C.log(f"machine: {info}")
+    results = {"machine": info, "encoders": []}
+    for enc in C.encoders(args):
+        with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
+            results["encoders"].append(run_encoder(enc, args, Path(work)))
+    print(f"\nTraining throughput, non-pad tokens/s ({info['cpus']} CPUs, {info['date']}; batch {args.batch_size}, "
+          f"{args.steps} measured steps after {args.warmup} warm-up, best of {args.rounds} interleaved rounds; "
+          f"target project/HF >= {TARGET})")
+    rows = []
+    for r in results["encoders"]:
+        hf = r["arms"]["HF Trainer (token classification)"]["best_tokens_per_s"]
+        for name, a in r["arms"].items():
+            rows.append([C.short(r["encoder"]), name, round(a["best_tokens_per_s"], 1), round(a["best_tokens_per_s"] / hf, 3),
+                         r["verdict"] if name.startswith("project step (") else ""])
+    print(C.table(["encoder", "arm", "tokens/s", "ratio vs HF", "verdict"], rows))
+    for r in results["encoders"]:
+        print(f"{C.short(r['encoder'])}: project/HF within each round: "
+              + ", ".join(f"{x:.3f}" for x in r["ratio_per_round"]))
+    C.dump_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
