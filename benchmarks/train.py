@@ -51,11 +51,13 @@ def feature_rows(encoder: str, args, p: dict, n: int):
 
 def project_arm(encoder: str, p: dict, rows: list[dict], pad_id: int, n_steps: int):
     """Steps of pipeline/train.py's loop; returns (step end times, non-pad tokens per step)."""
+    from contextlib import nullcontext
+
     import torch
 
     from pipeline import params as params_mod
     from pipeline.encoder import load_encoder
-    from pipeline.inference import autocast, collate
+    from pipeline.inference import collate
     from pipeline.model import MultiTaskModel
     from pipeline.train import (
         apply_freeze,
@@ -64,6 +66,7 @@ def project_arm(encoder: str, p: dict, rows: list[dict], pad_id: int, n_steps: i
         make_optimizer,
         seed_everything,
         shard,
+        train_step,
     )
 
     tp = p["train"]
@@ -87,21 +90,12 @@ def project_arm(encoder: str, p: dict, rows: list[dict], pad_id: int, n_steps: i
         n_rows = len(idx) if weight else 0
         n_real = int(batch["attention_mask"].sum())
         boundary = (step + 1) % tp["grad_accum"] == 0 or step + 1 == len(batches)
-        with autocast(device):
-            out = model(**batch, alpha=tp["alpha"], beta=tp["beta"])
-            (out["loss"] * weight / tp["grad_accum"]).backward()
-        losses = [out[key].item() for key in ("loss", "loss_topic", "loss_ner")]
+        losses = train_step(model, batch, weight, tp, optimizer, scheduler, boundary, nullcontext(), device)
         if not all(math.isfinite(v) for v in losses):
             raise SystemExit(f"project arm: non-finite loss {losses}")
         if n_rows:
             sums += torch.tensor([*(v * n_rows for v in losses), n_rows, batch["attention_mask"].numel() - n_real,
                                   batch["attention_mask"].numel(), n_real], dtype=torch.float64)
-        if boundary:
-            if tp["max_grad_norm"] > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tp["max_grad_norm"])
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
         tokens.append(n_real)
         ends.append(time.perf_counter())
     return ends, tokens

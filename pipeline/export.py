@@ -35,12 +35,11 @@ labelstudio` reads back. Records with task_A / task_B null get no choices / labe
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from pipeline import params as params_mod
 from pipeline.files import PipelineError, run_cli, write_json
-from pipeline.importers import read_text, to_utf16
+from pipeline.importers import jsonl_objects, read_text, to_utf16
 from pipeline.records import _got, check_record
 
 
@@ -87,16 +86,7 @@ def to_labelstudio_task(raw: dict, record: dict, model_version: str, labels_from
 
 def read_predictions(path: Path, topics: list[str], entities: list[str]):
     """Yield (raw, checked record) per JSONL line; a bad line is one error naming file:line."""
-    text = read_text(path)
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            raw = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
-            raise PipelineError(f"{where}: invalid JSON: {msg}") from None
+    for where, raw in jsonl_objects(read_text(path), str(path)):
         checked = check_record(raw, topics, entities)
         if checked.record is None:
             more = f" (and {len(checked.errors) - 1} more)" if len(checked.errors) > 1 else ""

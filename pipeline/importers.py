@@ -423,18 +423,23 @@ def parse_spacy_record(obj, where: str, notes: Counter) -> dict | None:
     return rec
 
 
-def parse_spacy(text: str, source: str = "<spacy>") -> Batch:
-    """spaCy-style JSONL text -> records."""
-    batch = Batch()
+def jsonl_objects(text: str, source: str):
+    """Yield ("file:line", parsed object) per non-blank JSONL line; bad JSON is one clear error."""
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{source}:{lineno}"
         try:
-            obj = json.loads(line)
+            yield where, json.loads(line)
         except (ValueError, RecursionError) as exc:
             msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
             raise PipelineError(f"{where}: invalid JSON: {msg}") from None
+
+
+def parse_spacy(text: str, source: str = "<spacy>") -> Batch:
+    """spaCy-style JSONL text -> records."""
+    batch = Batch()
+    for where, obj in jsonl_objects(text, source):
         rec = parse_spacy_record(obj, where, batch.notes)
         if rec is not None:
             batch.items.append(Item(where, rec))

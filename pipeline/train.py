@@ -162,6 +162,22 @@ def make_optimizer(model: MultiTaskModel, tp: dict, total_steps: int):
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(tp["warmup_ratio"] * total_steps), total_steps)
 
 
+def train_step(train_model, batch: dict, weight: float, tp: dict, optimizer, scheduler, boundary: bool,
+               sync, device: torch.device) -> list[float]:
+    """One micro-batch: forward, weighted backward (weight: this rank's share of the global batch);
+    on an accumulation boundary, clip and step. Returns [loss, loss_topic, loss_ner]."""
+    with sync, autocast(device):
+        out = train_model(**batch, alpha=tp["alpha"], beta=tp["beta"])
+        (out["loss"] * weight / tp["grad_accum"]).backward()
+    if boundary:
+        if tp["max_grad_norm"] > 0:
+            torch.nn.utils.clip_grad_norm_(train_model.parameters(), tp["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    return [out[key].item() for key in ("loss", "loss_topic", "loss_ner")]
+
+
 def setup_distributed() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
@@ -356,10 +372,7 @@ def main() -> None:
             n_real = int(batch["attention_mask"].sum())
             boundary = (step + 1) % tp["grad_accum"] == 0 or step + 1 == len(batches)
             sync = train_model.no_sync() if world > 1 and not boundary else nullcontext()
-            with sync, autocast(device):
-                out = train_model(**batch, alpha=tp["alpha"], beta=tp["beta"])
-                (out["loss"] * weight / tp["grad_accum"]).backward()
-            losses = [out[key].item() for key in ("loss", "loss_topic", "loss_ner")]
+            losses = train_step(train_model, batch, weight, tp, optimizer, scheduler, boundary, sync, device)
             if not all(math.isfinite(v) for v in losses):
                 raise PipelineError(f"train: the loss became {losses[0]} (topic {losses[1]}, NER {losses[2]}) at "
                                     f"epoch {epoch + 1}, step {step + 1}; lower train.lr_encoder / train.lr_heads")
@@ -367,12 +380,6 @@ def main() -> None:
                 sums += torch.tensor([*(v * n_rows for v in losses), n_rows,
                                       batch["attention_mask"].numel() - n_real, batch["attention_mask"].numel(),
                                       n_real], dtype=torch.float64)
-            if boundary:
-                if tp["max_grad_norm"] > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tp["max_grad_norm"])
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{sums[0] / max(sums[3], 1):.4f}")
         if world > 1:  # NCCL reduces device tensors only
             reduced = sums.to(device)
