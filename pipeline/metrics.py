@@ -107,4 +107,4 @@ def select_score(topic: dict | None, ner: dict | None, metric: str) -> float | N
     if metric in parts:
         return parts[metric]
     values = [v for v in parts.values() if v is not None]
-    return sum(values) / len(values) if values else None
+    return round(sum(values) / len(values), 4) if values else None
