@@ -98,7 +98,8 @@ def main() -> None:
     ap.add_argument("--plots-dir", default="plots", help="plot data and images (default: %(default)s)")
     args = ap.parse_args()
     p = params_mod.load(args.params)
-    model, tokenizer, meta = load_model(args.model_dir, trust_remote_code=p["encoder"]["trust_remote_code"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model, tokenizer, meta = load_model(args.model_dir, str(device), p["encoder"]["trust_remote_code"])
     check_labels(meta, p, args.model_dir)
     check_features(meta, Path(args.features), Path(args.validated), args.model_dir)
     torch.manual_seed(0)
@@ -108,7 +109,7 @@ def main() -> None:
         records = list(read_jsonl(Path(args.validated) / f"{split}.jsonl"))
         rows = load_features(Path(args.features) / f"{split}.parquet")
         result, preds = score_split(model, rows, records, meta, p["evaluate"]["batch_size"],
-                                    tokenizer.pad_token_id, torch.device("cpu"))
+                                    tokenizer.pad_token_id, device)
         if not result:
             print(f"evaluate: {split} split is empty or unannotated; its metrics are absent")
             continue

@@ -3,6 +3,7 @@ hand or by `dvc exp run -S` fails in one clear line instead of being silently ig
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 
 import yaml
@@ -183,6 +184,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:  # unhashable key: let PyYAML report it
                 pass
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads `1e-4` (no dot) as a string; learning rates are written that way by hand
+# and by `dvc exp run -S`, so read them as the floats everyone means.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 def load(path: str | Path = "params.yaml") -> dict:

@@ -243,3 +243,16 @@ def test_load_reports_schema_errors_with_the_path(tmp_path):
 
 def test_tag_names():
     assert tag_names(["PER", "LOC"]) == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+@pytest.mark.parametrize("written, value", [("1e-4", 1e-4), ("5E-5", 5e-5), ("-2e3", -2000.0), ("3.0e-5", 3e-5)])
+def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path, written, value):
+    # YAML 1.1 would read `1e-4` as a string; people write learning rates that way
+    text = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    path = tmp_path / "params.yaml"
+    path.write_text(re.sub(r"lr_encoder: \S+", f"lr_encoder: {written}", text))
+    if value < 0:
+        with pytest.raises(PipelineError, match="lr_encoder"):
+            load(path)
+    else:
+        assert load(path)["train"]["lr_encoder"] == pytest.approx(value)
