@@ -18,6 +18,7 @@ corpus invariants and prints counts.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 import re
@@ -810,7 +811,7 @@ def self_check(records: list[dict], strict: bool) -> dict:
                 features["entity at very end (no final punctuation)"] += 1
             elif s[spans[-1]["end"]:] in {".", "?", "!"}:
                 features["entity then final punctuation"] += 1
-            if any(b["start"] - a["end"] <= 2 for a, b in zip(spans, spans[1:])):
+            if any(b["start"] - a["end"] <= 2 for a, b in itertools.pairwise(spans)):
                 features["adjacent entities (gap <= 2 chars)"] += 1
         if s[-1] not in ".?!":
             features["no final . ? !"] += 1
@@ -860,8 +861,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8", newline="\n") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        fh.writelines(json.dumps(rec, ensure_ascii=False) + "\n" for rec in records)
     print(f"wrote {len(records)} records to {out}")
     print(json.dumps(stats, indent=2, ensure_ascii=False))
     return 0

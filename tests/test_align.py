@@ -1,6 +1,8 @@
 """Tests for the pure alignment core (pipeline/align.py): spans <-> token tags, policies, windows."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -141,7 +143,7 @@ def check_roundtrip(sentence: str, tokens: Tokens, spans: list[dict]) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data(), sentence=sentences())
 def test_roundtrip_property(tokenizers, data, sentence):
-    for name, tok in tokenizers.items():
+    for tok in tokenizers.values():
         _, tokens = encode(tok, sentence)
         spans = draw_spans(data.draw, sentence, tokens)
         check_roundtrip(sentence, tokens, spans)
@@ -159,7 +161,7 @@ def test_roundtrip_every_token_is_an_entity(tokenizers, name, sentence):
     _, tokens = encode(tokenizers[name], sentence)
     ok = clean_boundaries(tokens)
     cuts = sorted(ok)
-    spans = [span(sentence, a, b, TYPES[k % 4]) for k, (a, b) in enumerate(zip(cuts, cuts[1:]))
+    spans = [span(sentence, a, b, TYPES[k % 4]) for k, (a, b) in enumerate(itertools.pairwise(cuts))
              if sentence[a:b].strip() == sentence[a:b] and sentence[a:b]]
     # keep only pieces that are exactly covered by tokens (no gap of untokenised chars at an edge)
     content = [(s, e) for s, e in zip(tokens.starts, tokens.ends) if s < e]
@@ -327,7 +329,7 @@ def test_windows_cover_and_overlap(n, max_content, stride):
         assert b - a <= max_content
         covered.update(range(a, b))
     assert covered == set(range(n))
-    for (a1, b1), (a2, b2) in zip(ranges, ranges[1:]):
+    for (a1, b1), (a2, b2) in itertools.pairwise(ranges):
         assert a1 < a2 and b1 < b2
         assert b1 - a2 == stride  # consecutive windows overlap by exactly `stride` tokens
     assert all(b - a == max_content for a, b in ranges[:-1])
@@ -348,7 +350,7 @@ def test_merge_windows_most_central(n, max_content, stride):
     for t, (w, pos) in enumerate(merged):
         a, b = ranges[w]
         assert a + pos == t
-        centrality = lambda a, b, t: min(t - a, b - 1 - t)  # noqa: E731
+        centrality = lambda a, b, t: min(t - a, b - 1 - t)
         best = max(centrality(a2, b2, t) for a2, b2 in ranges if a2 <= t < b2)
         assert centrality(a, b, t) == best
 
