@@ -1,6 +1,7 @@
 """Score a model on one split: inference + metrics, shared by train (dev, per epoch) and evaluate."""
 from __future__ import annotations
 
+from pipeline.align import fill_tags
 from pipeline.inference import predict_rows
 from pipeline.metrics import seqeval_f1, span_metrics, topic_metrics
 
@@ -17,8 +18,6 @@ def score_split(model, rows: list[dict], records: list[dict], meta: dict, batch_
     if topic is not None:
         result["topic"] = topic
     if ner is not None:
-        from pipeline.align import fill_tags
-
         strategy = meta["label_subwords"]
         annotated = [(r, p) for r, p in zip(records, preds) if r["task_B"] is not None]
         gold = [fill_tags(p["tokens"].word_ids, p["gold_tags"], strategy) for _, p in annotated]

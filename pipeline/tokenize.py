@@ -82,7 +82,7 @@ def main() -> None:
         meta = {"encoder": p["encoder"]["name"], "tokenizer_class": type(tok).__name__,
                 "pad_token_id": tok.pad_token_id, "n_prefix": len(encoder.prefix), "n_suffix": len(encoder.suffix),
                 "entities": p["labels"]["entities"],
-                **{k: v for k, v in vars(cfg).items()}}
+                **vars(cfg)}
         write_json(out_dir / "meta.json", meta)
     total = {k: sum(m[k] for m in metrics.values()) for k in metrics["train"]}
     write_json(args.metrics, {**total, **metrics})
