@@ -466,7 +466,8 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true",
                     help="also run the multi-task pipeline for encoder.pooling x tokenize.label_subwords (dev only)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...",
-                    help="an extra multi-task run with overrides, scored on dev only; repeatable")
+                    help="an extra pipeline run with overrides, scored on dev only; repeatable. The key data=ner or "
+                    "data=topic trains on that dataset only (a single-task variant; add train.alpha=0 / train.beta=0)")
     ap.add_argument("--only-variants", action="store_true", help="skip the main table (ablations/variants only)")
     ap.add_argument("--ablation-max-train", type=int, default=None, help="cap train records per dataset for ablations/variants")
     ap.add_argument("--ablation-max-dev", type=int, default=None, help="cap dev records per dataset for ablations/variants")
@@ -588,9 +589,13 @@ def main() -> None:
         log(f"variant records per split: {results['variant_records']}")
         for name, over in variants:
             over = {**global_over, **epochs_over, **over}
-            res = runner.pipeline_run(f"{vraw.name}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}", vraw.name, vraw, over, None)
+            data_key = over.pop("data", "both")  # data=ner / data=topic: a single-task run on that dataset only
+            if data_key not in ("both", "ner", "topic"):
+                raise SystemExit(f"error: variant {name!r}: data={data_key!r}, expected both, ner or topic")
+            res = runner.pipeline_run(f"{vraw.name}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}",
+                                      f"{vraw.name}-{data_key}", vraw if data_key == "both" else vraw / data_key, over, None)
             tr = res["train"]
-            row = {"system": name, "overrides": over, "metrics": {"dev": row_metrics(res["eval"], "dev", entities)},
+            row = {"system": name, "overrides": {**over, **({"data": data_key} if data_key != "both" else {})}, "metrics": {"dev": row_metrics(res["eval"], "dev", entities)},
                    "train_s": tr["train_seconds"], "epochs": f"{tr['epochs_run']} ({tr['best_epoch']})", "eval": res["eval"]}
             results["variants"].append(row)
             log(f"  {name}: {json.dumps(row['metrics']['dev'])}  train {tr['train_seconds']}s")

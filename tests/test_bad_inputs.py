@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -85,10 +86,13 @@ def unreadable_file(tmp):
     (tmp / "raw" / "secret.jsonl").chmod(0)
 
 
-def params_text(old: str, new: str):
+def params_text(pattern: str, repl: str):
+    """Edit the copied params.yaml by regex (first match); the pattern must match, or the case tests nothing."""
     def setup(tmp):
         p = tmp / "params.yaml"
-        p.write_text(p.read_text(encoding="utf-8").replace(old, new, 1), encoding="utf-8")
+        text, n = re.subn(pattern, repl, p.read_text(encoding="utf-8"), count=1, flags=re.MULTILINE)
+        assert n == 1, f"{pattern!r} not found in params.yaml"
+        p.write_text(text, encoding="utf-8")
     return setup
 
 
@@ -239,9 +243,9 @@ CASES = [
      "error: params.yaml: 'labels.entities' has duplicates: PERSON"),
     ("params_epochs_string", {"a.jsonl": GOOD}, None, {"train.epochs": "3"}, 1,
      "error: params.yaml: 'train.epochs' must be an integer, got string '3' (remove the quotes)"),
-    ("params_invalid_yaml", {"a.jsonl": GOOD}, params_text("epochs: 4", "epochs: [4"), {}, 1,
+    ("params_invalid_yaml", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", r"  epochs: [\1"), {}, 1,
      "error: params.yaml:"),
-    ("params_duplicate_key", {"a.jsonl": GOOD}, params_text("  epochs: 4\n", "  epochs: 4\n  epochs: 5\n"), {}, 1,
+    ("params_duplicate_key", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", r"  epochs: \1\n  epochs: 5"), {}, 1,
      "invalid YAML: duplicate key 'epochs'"),
 ]
 
