@@ -196,7 +196,7 @@ def load_error(path) -> str:
 
 def test_invalid_yaml_names_the_line(tmp_path):
     text = re.sub(r"^  epochs: \d+", "  epochs: [4", (REPO / "params.yaml").read_text(encoding="utf-8"), count=1, flags=re.MULTILINE)
-    lineno = text.splitlines().index("  epochs: [4") + 1
+    lineno = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("  epochs: [4"))
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
     msg = load_error(tmp_path / "p.yaml")
     m = re.fullmatch(rf"{re.escape(str(tmp_path / 'p.yaml'))}:(\d+): invalid YAML: .+", msg)
@@ -211,7 +211,7 @@ def test_bad_indentation_names_the_line(tmp_path):
 
 def test_duplicate_key_is_an_error_not_silently_overridden(tmp_path):
     text = re.sub(r"^(  epochs: \d+)", r"\1\n  epochs: 9", (REPO / "params.yaml").read_text(encoding="utf-8"), count=1, flags=re.MULTILINE)
-    lineno = text.splitlines().index("  epochs: 9") + 1
+    lineno = next(i for i, line in enumerate(text.splitlines(), 1) if line.startswith("  epochs: 9"))
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
     assert load_error(tmp_path / "p.yaml") == \
         f"{tmp_path / 'p.yaml'}:{lineno}: invalid YAML: duplicate key 'epochs' (first at line {lineno - 1})"
