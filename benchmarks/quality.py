@@ -491,6 +491,10 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    for flag, path in (("--ner-data", args.ner_data), ("--topic-data", args.topic_data)):
+        if not path.is_file():
+            raise SystemExit(f"error: {path}: no such file; the public datasets are expected in {DATA_DIR} "
+                             f"(beside the repository), or pass {flag} PATH")
     encoder = args.encoder or default_encoder()
     base = yaml.safe_load(args.params.read_text())
     global_over = dict(parse_variant("x:" + ",".join(args.set))[1]) if args.set else {}
