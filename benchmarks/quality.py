@@ -297,6 +297,7 @@ def hf_peer(kind: str, encoder: str, p: dict, vdir: Path, epochs: int, lr: float
     meta = {"tags": tags, "topics": topics, "entities": entities, "label_subwords": "first", "n_prefix": len(fe.prefix)}
     splits = {s: read_jsonl(vdir / f"{s}.jsonl") for s in ("train", "dev", "test")}
     rows = {s: fe.encode(recs).rows for s, recs in splits.items()}
+    torch.manual_seed(p["train"]["seed"])  # the new classifier head's init: not left to whatever ran before
     if kind == "token":
         model = hf_load(AutoModelForTokenClassification.from_pretrained, encoder, num_labels=len(tags),
                         id2label=dict(enumerate(tags)), label2id={x: i for i, x in enumerate(tags)})
