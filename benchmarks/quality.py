@@ -594,13 +594,14 @@ def main() -> None:
         log(f"variant records per split: {results['variant_records']}")
         for name, over in variants:
             over = {**global_over, **epochs_over, **over}
-            data_key = over.pop("data", "both")  # data=ner / data=topic: a single-task run on that dataset only
+            data_key = over.get("data", "both")  # data=ner / data=topic: a single-task run on that dataset only
             if data_key not in ("both", "ner", "topic"):
                 raise SystemExit(f"error: variant {name!r}: data={data_key!r}, expected both, ner or topic")
-            res = runner.pipeline_run(f"{vraw.name}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}",
-                                      f"{vraw.name}-{data_key}", vraw if data_key == "both" else vraw / data_key, over, None)
+            params_over = {k: v for k, v in over.items() if k != "data"}
+            res = runner.pipeline_run(f"{vraw.name}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}", f"{vraw.name}-{data_key}",
+                                      vraw if data_key == "both" else vraw / data_key, params_over, None)
             tr = res["train"]
-            row = {"system": name, "overrides": {**over, **({"data": data_key} if data_key != "both" else {})}, "metrics": {"dev": row_metrics(res["eval"], "dev", entities)},
+            row = {"system": name, "overrides": over, "metrics": {"dev": row_metrics(res["eval"], "dev", entities)},
                    "train_s": tr["train_seconds"], "epochs": f"{tr['epochs_run']} ({tr['best_epoch']})", "eval": res["eval"]}
             results["variants"].append(row)
             log(f"  {name}: {json.dumps(row['metrics']['dev'])}  train {tr['train_seconds']}s")
