@@ -51,7 +51,7 @@ import yaml
 
 from pipeline import params as params_mod
 from pipeline.files import PipelineError, run_cli, write_jsonl
-from pipeline.records import _got, check_record
+from pipeline.records import _got, _is_int, check_record
 
 FORMATS = ("conll", "labelstudio", "spacy")
 
@@ -107,10 +107,6 @@ def to_utf16(text: str, offsets: list[int]) -> list[int]:
 
 # ---------------------------------------------------------------------------------------------
 # shared helpers
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
 
 def _span(sentence: str, start, end, label, where: str, notes: Counter, text=None) -> dict | None:
     """A span from code-point offsets: checked, trimmed of edge whitespace; None if only whitespace."""
@@ -208,8 +204,8 @@ def parse_conll(text: str, source: str = "<conll>", join: str = "smart") -> Batc
         tags.clear()
 
     for lineno, line in enumerate(text.split("\n"), 1):
-        line = line.rstrip("\r\n").rstrip()
-        if not line.strip():
+        line = line.rstrip()
+        if not line:
             flush()
             continue
         cols = [c.strip() for c in line.split("\t")] if "\t" in line else line.split()
@@ -335,10 +331,10 @@ def _ls_span(sentence: str, value, where: str, offsets: str, notes: Counter) -> 
     if offsets == "utf16":
         s, e = to_codepoint(sentence, [start, end])
         if s is None or e is None:
-            bad = start if s is None else end
-            why = ("beyond the text" if not 0 <= bad <= utf16_len(sentence)
+            bad, n16 = (start if s is None else end), utf16_len(sentence)
+            why = ("beyond the text" if not 0 <= bad <= n16
                    else "inside a surrogate pair (a character outside the BMP, e.g. an emoji)")
-            raise PipelineError(f"{where}: UTF-16 offset {bad} is {why}; text has {utf16_len(sentence)} "
+            raise PipelineError(f"{where}: UTF-16 offset {bad} is {why}; text has {n16} "
                                 f"UTF-16 code units (use --offsets codepoints if these are Python offsets)")
     else:
         s, e = start, end
@@ -614,8 +610,8 @@ def import_files(fmt: str, paths: list[Path], topics: list[str], entities: list[
         notes.update(batch.notes)
         items.extend(batch.items)
     items = apply_labels(items, mapping or {}, topics, entities, drop_unknown, notes)
-    for item in items:
-        if split:
+    if split:
+        for item in items:
             item.record["split"] = split
     records = check_items(items, topics, entities)
     for item, rec in zip(items, records):

@@ -50,10 +50,6 @@ def read_out(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def strip_source(records):
-    return [{k: v for k, v in r.items() if k != "source"} for r in records]
-
-
 def assert_consistent(records):
     for r in records:
         for s in r["task_B"] or []:
@@ -137,7 +133,7 @@ SCHEMES = {
 @pytest.mark.parametrize("scheme", list(SCHEMES))
 def test_conll_tag_schemes(scheme):
     text = "".join(f"{tok}\t{tag}\n" for tok, tag in zip(TOKENS, SCHEMES[scheme]))
-    [item] = parse_conll(text * 1, scheme).items
+    [item] = parse_conll(text, scheme).items
     assert item.record["sentence"] == "Tim Cook met Ann Lee Bob in Paris."
     got = [(s["text"], s["type"], s["start"], s["end"]) for s in item.record["task_B"]]
     assert got == EXPECTED
