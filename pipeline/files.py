@@ -1,6 +1,7 @@
 """Small shared helpers for the stage modules: errors, atomic writes, JSONL, CLI entry."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -33,7 +34,7 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     a half-written output that DVC or a later stage would take as complete)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was SIGKILLed
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was SIGKILLed
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp if is_dir else tmp / path.name
