@@ -21,10 +21,10 @@ DEFAULT_DATA = [str(REPO / "data" / "raw" / "corpus.jsonl")]
 VALIDATED_KEYS = ("id", "sentence", "task_A", "task_B")
 
 
-def add_common_args(ap: argparse.ArgumentParser, encoders_help: str = "") -> None:
+def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--encoder", action="append", metavar="PATH_OR_HUB_ID",
                     help="encoder directory or hub id; repeat for several "
-                         f"(default: {DEFAULT_ENCODER}){encoders_help}")
+                         f"(default: {DEFAULT_ENCODER})")
     ap.add_argument("--data", nargs="+", metavar="JSONL", default=DEFAULT_DATA,
                     help="records {sentence, task_A, task_B} to draw sentences from, cycled as needed "
                          "(default: the repository's sample corpus data/raw/corpus.jsonl)")

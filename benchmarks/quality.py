@@ -71,8 +71,9 @@ def default_encoder() -> str:
 # ----------------------------------------------------------------------------- data and splits
 
 def read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    from pipeline import files
+
+    return list(files.read_jsonl(path))
 
 
 def unit(key: str, salt: str) -> float:
@@ -119,9 +120,9 @@ def subsample(records: list[dict], caps: dict[str, int | None], salt: str) -> li
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    from pipeline import files
+
+    files.write_jsonl(path, records)
 
 
 # ----------------------------------------------------------------------------- running the stage CLIs
@@ -316,7 +317,7 @@ def hf_peer(kind: str, encoder: str, p: dict, vdir: Path, epochs: int, lr: float
         if splits[s]:
             ev[s], _ = score_split(wrapped, rows[s], splits[s], meta, 32, tok.pad_token_id, torch.device("cpu"))
     return {"model": wrapped, "tokenizer": tok, "encoder_features": fe, "meta": meta, "train_s": round(secs, 1),
-            "eval": ev, "epochs": epochs}
+            "eval": ev}
 
 
 # ----------------------------------------------------------------------------- TF-IDF + LR
@@ -552,7 +553,7 @@ def main() -> None:
                 extra["predict_stage_check"] = score_predictions(res["predictions"], ner + top, entities, topics)
             add_row(label, res["eval"], tr["train_seconds"], f"{tr['epochs_run']} ({tr['best_epoch']})", sps, extra)
             log(f"  {label}: {json.dumps(results['main'][-1]['metrics'])}  train {tr['train_seconds']}s, {sps} sent/s")
-        p_all = runner.params(raw, {**global_over})
+        p_all = runner.params(raw, global_over)
         hf_epochs = args.epochs or 3
         for key, kind, data_key, label in (("hf_token", "token", "ner", "HF AutoModelForTokenClassification (run_ner recipe)"),
                                            ("hf_seq", "seq", "topic", "HF AutoModelForSequenceClassification (same recipe)")):

@@ -83,6 +83,7 @@ def project_arm(encoder: str, p: dict, rows: list[dict], pad_id: int, n_steps: i
     total = math.ceil(len(batches) / tp["grad_accum"])
     optimizer, scheduler = make_optimizer(model, tp, total)
     model.train()
+    # the train stage's per-step bookkeeping, kept so this arm pays what the stage pays per step
     sums = torch.zeros(7, dtype=torch.float64)
     ends, tokens = [time.perf_counter()], []
     for step, (idx, weight) in enumerate(batches):
