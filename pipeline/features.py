@@ -74,13 +74,11 @@ class FeatureEncoder:
                 labels = list(map(self._label_of.__getitem__, token_tags(tokens, res.spans, cfg.label_subwords)))
             elif gold is not None:  # annotated, no entities: "O" wherever the strategy labels
                 labels = [o_id if u else IGNORE for u in labelled_positions(tokens.word_ids, cfg.label_subwords)]
-            else:
-                labels = None
+            else:  # entities not annotated
+                labels = [IGNORE] * n
             topic = rec.get("task_A")
             topic_label = self.topic_id[topic] if topic is not None else IGNORE
             rid = rec.get("id") or ""
-            if labels is None:
-                labels = [IGNORE] * n
             for w, (a, b) in enumerate(windows(n, max_content, cfg.stride)):
                 rows.append({
                     "record": first_index + k, "id": rid, "window": w, "token_start": a,

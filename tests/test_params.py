@@ -248,7 +248,7 @@ def test_tag_names():
 @pytest.mark.parametrize("written, value", [("1e-4", 1e-4), ("5E-5", 5e-5), ("-2e3", -2000.0), ("3.0e-5", 3e-5)])
 def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path, written, value):
     # YAML 1.1 would read `1e-4` as a string; people write learning rates that way
-    text = (Path(__file__).resolve().parents[1] / "params.yaml").read_text()
+    text = (REPO / "params.yaml").read_text()
     path = tmp_path / "params.yaml"
     path.write_text(re.sub(r"lr_encoder: \S+", f"lr_encoder: {written}", text))
     if value < 0:
