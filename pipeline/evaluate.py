@@ -16,6 +16,7 @@ import torch
 
 from pipeline import params as params_mod
 from pipeline.files import PipelineError, atomic_path, read_jsonl, run_cli, write_json, write_jsonl
+from pipeline.inference import pick_device
 from pipeline.metrics import span_errors
 from pipeline.model import load as load_model
 from pipeline.scoring import score_split
@@ -98,7 +99,7 @@ def main() -> None:
     ap.add_argument("--plots-dir", default="plots", help="plot data and images (default: %(default)s)")
     args = ap.parse_args()
     p = params_mod.load(args.params)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(None)  # CUDA when present
     model, tokenizer, meta = load_model(args.model_dir, str(device), p["encoder"]["trust_remote_code"])
     check_labels(meta, p, args.model_dir)
     check_features(meta, Path(args.features), Path(args.validated), args.model_dir)

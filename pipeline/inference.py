@@ -7,6 +7,7 @@ from contextlib import nullcontext
 import torch
 
 from pipeline.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
+from pipeline.files import PipelineError
 
 
 def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
@@ -111,3 +112,17 @@ def predict_rows(model, rows: list[dict], sentences: list[str], meta: dict, batc
             "gold_tags": [tags[g] if g != IGNORE else None for g in m["gold_labels"]],
         })
     return results
+
+
+def pick_device(choice: str | None) -> torch.device:
+    if choice is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(choice)
+    except RuntimeError:
+        raise PipelineError(f"--device {choice!r}: expected cpu or cuda") from None
+    if device.type not in ("cpu", "cuda"):
+        raise PipelineError(f"--device {choice!r}: expected cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PipelineError(f"--device {choice}: no CUDA device is available")
+    return device

@@ -21,13 +21,12 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from pipeline import params as params_mod
 from pipeline.features import FeatureConfig, FeatureEncoder
 from pipeline.files import PipelineError, atomic_path, run_cli
-from pipeline.inference import predict_rows
+from pipeline.inference import pick_device, predict_rows
 from pipeline.model import load as load_model
 
 CHUNK = 1024
@@ -115,20 +114,6 @@ def pretty(rec: dict) -> str:
              "[Task B] Predicted entities:"]
     lines += [f"  - {s['text']} ({s['type']}), characters {s['start']}–{s['end']}" for s in rec["task_B"]]
     return "\n".join(lines) + "\n"
-
-
-def pick_device(choice: str | None) -> torch.device:
-    if choice is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(choice)
-    except RuntimeError:
-        raise PipelineError(f"--device {choice!r}: expected cpu or cuda") from None
-    if device.type not in ("cpu", "cuda"):
-        raise PipelineError(f"--device {choice!r}: expected cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"--device {choice}: no CUDA device is available")
-    return device
 
 
 class Predictor:
