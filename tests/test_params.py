@@ -252,7 +252,8 @@ def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path, written, value)
     path = tmp_path / "params.yaml"
     path.write_text(re.sub(r"lr_encoder: \S+", f"lr_encoder: {written}", text))
     if value < 0:
-        with pytest.raises(PipelineError, match="lr_encoder"):
+        # read as the number -2000.0 (then refused as negative), not as the string '-2e3'
+        with pytest.raises(PipelineError, match=r"lr_encoder' must be >= 0\.0 \(got -2000\.0\)"):
             load(path)
     else:
         assert load(path)["train"]["lr_encoder"] == pytest.approx(value)

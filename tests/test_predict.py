@@ -258,7 +258,8 @@ def test_long_sentence_is_windowed_and_merged_into_one_record(project, capsys):
     assert spans and any(s["start"] >= first_window_end for s in spans)  # entities found past window 1
 
     from pipeline.inference import predict_rows
-    [merged] = predict_rows(predictor.model, rows, [LONG], predictor.meta, 8, predictor.tokenizer.pad_token_id,
+    # batch size 1: each window runs alone (no padding), yet merges to what the CLI's one batch gave
+    [merged] = predict_rows(predictor.model, rows, [LONG], predictor.meta, 1, predictor.tokenizer.pad_token_id,
                             predictor.device)
     assert len(merged["tokens"].starts) == n_tokens == len(merged["pred_tags"])  # every token once
     assert merged["spans"] == spans
