@@ -33,12 +33,24 @@ def stages_run(output: str) -> list[str]:
     return [line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")]
 
 
+def write_params(path: Path, overrides: dict, src: Path = REPO / "params.yaml") -> Path:
+    """A copy of `src` at `path` with dotted keys overridden: write_params(p, {"train.epochs": 1})."""
+    tree = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
+    for dotted, value in overrides.items():
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    Path(path).write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return Path(path)
+
+
 def set_params(root: Path, **updates) -> None:
-    """set_params(root, train={"epochs": 1}) merges into params.yaml."""
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in updates.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    """set_params(root, train={"epochs": 1}) merges into root/params.yaml."""
+    path = root / "params.yaml"
+    write_params(path, {f"{section}.{key}": value for section, values in updates.items()
+                        for key, value in values.items()}, src=path)
 
 
 def make_project(root: Path, encoder_dir: Path, n_records: int = 160) -> Path:

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import e2e_helpers
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SENT = "Tim Cook visited Paris in May."
@@ -40,15 +40,7 @@ def run_validate(tmp: Path, overrides: dict | None = None, timeout: float = 60) 
 
 
 def write_params(tmp: Path, overrides: dict | None) -> None:
-    tree = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    tree["data"]["raw_dir"] = "raw"
-    for dotted, value in (overrides or {}).items():
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    (tmp / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+    e2e_helpers.write_params(tmp / "params.yaml", {"data.raw_dir": "raw", **(overrides or {})})
 
 
 # setup functions, for what a dict of files cannot say ------------------------------------------------

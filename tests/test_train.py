@@ -17,9 +17,9 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import e2e_helpers
 import pytest
 import torch
-import yaml
 
 from pipeline import evaluate as evaluate_mod
 from pipeline import tokenize as tokenize_mod
@@ -76,17 +76,7 @@ FAST = {"train.epochs": 2, "train.batch_size": 8, "train.lr_encoder": 1.0e-3, "t
 
 
 def write_params(path: Path, encoder: Path, **overrides) -> Path:
-    tree = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    tree["data"]["raw_dir"] = "raw"
-    tree["encoder"]["name"] = str(encoder)
-    for dotted, value in {**FAST, **overrides}.items():
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    return e2e_helpers.write_params(path, {"data.raw_dir": "raw", "encoder.name": str(encoder), **FAST, **overrides})
 
 
 @contextmanager
