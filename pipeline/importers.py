@@ -50,6 +50,7 @@ from pathlib import Path
 import yaml
 
 from pipeline import params as params_mod
+from pipeline.align import Tokens, tags_to_spans
 from pipeline.files import PipelineError, run_cli, write_jsonl
 from pipeline.records import _got, _is_int, check_record
 
@@ -166,22 +167,10 @@ def join_tokens(tokens: list[str], join: str = "smart") -> tuple[str, list[tuple
     return "".join(parts), offsets
 
 
-def tags_to_spans(tags: list[str]) -> list[tuple[int, int, str]]:
-    """Token tags (IOB2, IOB1, BIOES/BILOU, already checked) -> [(first, last + 1, type)] token spans."""
-    spans, cur = [], None   # cur: [first, last + 1, type]
-    for i, tag in enumerate(tags):
-        if tag == "O":
-            cur = None
-            continue
-        prefix, kind = tag[0].upper(), tag[2:]
-        if prefix in "SU" or prefix == "B" or cur is None or cur[2] != kind:
-            cur = [i, i + 1, kind]
-            spans.append(cur)
-        else:
-            cur[1] = i + 1
-        if prefix in "SUEL":
-            cur = None
-    return [tuple(s) for s in spans]
+def to_iob2_decodable(tags: list[str]) -> list[str]:
+    """Token tags (IOB2, IOB1, BIOES/BILOU, already checked) as B-/I- tags for align.tags_to_spans,
+    whose repair rule (an I- after O or another type opens an entity) covers IOB1."""
+    return [tag if tag == "O" else ("B-" if tag[0].upper() in "BSU" else "I-") + tag[2:] for tag in tags]
 
 
 def parse_conll(text: str, source: str = "<conll>", join: str = "smart") -> Batch:
@@ -195,10 +184,8 @@ def parse_conll(text: str, source: str = "<conll>", join: str = "smart") -> Batc
         if not tokens:
             return
         sentence, offsets = join_tokens(tokens, join)
-        spans = []
-        for a, b, kind in tags_to_spans(tags):
-            s, e = offsets[a][0], offsets[b - 1][1]
-            spans.append({"text": sentence[s:e], "type": kind, "start": s, "end": e})
+        words = Tokens([s for s, _ in offsets], [e for _, e in offsets], list(range(len(offsets))))
+        spans = tags_to_spans(sentence, words, to_iob2_decodable(tags))
         batch.items.append(Item(f"{source}:{first_line}", {"sentence": sentence, "task_A": None, "task_B": spans}))
         tokens.clear()
         tags.clear()
