@@ -73,6 +73,15 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     return n
 
 
+def json_problem(exc: Exception) -> str:
+    """The one-line message for a json.loads failure (JSONDecodeError, RecursionError, ValueError)."""
+    if isinstance(exc, json.JSONDecodeError):  # "Expecting value at column 5", "Extra data at column 9"
+        return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    return f"invalid JSON: {exc or type(exc).__name__}"  # e.g. an integer with more digits than Python converts
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict]:
     """Read a JSONL file written by an earlier stage (already validated, so errors are bugs)."""
     with open(path, encoding="utf-8") as fh:

@@ -51,7 +51,7 @@ import yaml
 
 from pipeline import params as params_mod
 from pipeline.align import Tokens, tags_to_spans
-from pipeline.files import PipelineError, run_cli, write_jsonl
+from pipeline.files import PipelineError, json_problem, run_cli, write_jsonl
 from pipeline.records import _got, _is_int, check_record
 
 FORMATS = ("conll", "labelstudio", "spacy")
@@ -415,8 +415,7 @@ def jsonl_objects(text: str, source: str):
         try:
             yield where, json.loads(line)
         except (ValueError, RecursionError) as exc:
-            msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc) or type(exc).__name__
-            raise PipelineError(f"{where}: invalid JSON: {msg}") from None
+            raise PipelineError(f"{where}: {json_problem(exc)}") from None
 
 
 def parse_spacy(text: str, source: str = "<spacy>") -> Batch:
@@ -577,9 +576,9 @@ def parse_file(fmt: str, path: Path, opts: dict) -> Batch:
     except json.JSONDecodeError as exc:
         hint = " (a Label Studio export is one JSON list; JSONL is read by the spacy format)" \
             if exc.msg == "Extra data" else ""
-        raise PipelineError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg} at column {exc.colno}{hint}") from None
+        raise PipelineError(f"{path}:{exc.lineno}: {json_problem(exc)}{hint}") from None
     except (ValueError, RecursionError) as exc:
-        raise PipelineError(f"{path}: invalid JSON: {exc or type(exc).__name__}") from None
+        raise PipelineError(f"{path}: {json_problem(exc)}") from None
     return parse_labelstudio(data, str(path), text_key=opts.get("text_key", "text"),
                              use_predictions=opts.get("use_predictions", False),
                              offsets=opts.get("offsets", "utf16"),

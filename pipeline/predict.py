@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from pipeline import params as params_mod
 from pipeline.features import FeatureConfig, FeatureEncoder
-from pipeline.files import PipelineError, atomic_path, run_cli
+from pipeline.files import PipelineError, atomic_path, json_problem, run_cli
 from pipeline.inference import pick_device, predict_rows
 from pipeline.model import load as load_model
 
@@ -80,8 +80,8 @@ def _read_stream(fh, name: str, kind: str) -> Iterator[tuple[str, dict]]:
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PipelineError(f"{loc}: invalid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise PipelineError(f"{loc}: {json_problem(exc)}") from None
         if not isinstance(rec, dict) or not isinstance(rec.get("sentence"), str) or not rec["sentence"].strip():
             raise PipelineError(f"{loc}: sentence: each record needs a non-empty string 'sentence'")
         if rec.get("id") is not None and (not isinstance(rec["id"], str) or not rec["id"].strip()):

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline import params as params_mod
-from pipeline.files import PipelineError, atomic_path, run_cli, write_json
+from pipeline.files import PipelineError, atomic_path, json_problem, run_cli, write_json
 from pipeline.records import (
     SPLITS,
     check_record,
@@ -72,14 +72,6 @@ def _utf8_problem(data: bytes, start: int, where: str) -> str:
     return f"invalid UTF-8 (byte {data[start]:#04x} at {where}){hint}"
 
 
-def _json_problem(exc: Exception) -> str:
-    if isinstance(exc, json.JSONDecodeError):  # "Expecting value at column 5", "Extra data at column 9"
-        return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
-    if isinstance(exc, RecursionError):
-        return "invalid JSON: nested too deeply"
-    return f"invalid JSON: {exc}"  # e.g. an integer with more digits than Python converts
-
-
 _WS = re.compile(r"[ \t\n\r]*")
 
 
@@ -126,7 +118,7 @@ def read_records(path: Path) -> Iterator[tuple[str, object, str | None, str | No
                         # without the line ending, so an unterminated string is reported as such
                         yield loc, json.loads(text.rstrip("\r\n")), None, None
                     except (ValueError, RecursionError) as exc:
-                        yield loc, None, _json_problem(exc), text.rstrip("\r\n")
+                        yield loc, None, json_problem(exc), text.rstrip("\r\n")
             return
         data = path.read_bytes()
     except OSError as exc:
@@ -143,10 +135,10 @@ def read_records(path: Path) -> Iterator[tuple[str, object, str | None, str | No
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
-        yield f"{path}:{exc.lineno}", None, _json_problem(exc), None
+        yield f"{path}:{exc.lineno}", None, json_problem(exc), None
         return
     except (ValueError, RecursionError) as exc:
-        yield str(path), None, _json_problem(exc), None
+        yield str(path), None, json_problem(exc), None
         return
     if not isinstance(parsed, list):
         line = text.count("\n", 0, _WS.match(text).end()) + 1

@@ -218,13 +218,17 @@ def test_max_records(project, capsys, tiny_gpt_neo):
 @pytest.mark.parametrize("args, message", [
     (["--input", "nowhere.txt"], "nowhere.txt: input not found"),
     (["", "x"], "argument 1: sentence: empty"),
-    (["--input", "bad.jsonl"], "bad.jsonl:1: invalid JSON"),
+    (["--input", "bad.jsonl"], "bad.jsonl:1: invalid JSON: Expecting property name enclosed in double quotes at column 2"),
+    (["--input", "deep.jsonl"], "deep.jsonl:1: invalid JSON: nested too deeply"),
+    (["--input", "bigint.jsonl"], "bigint.jsonl:1: invalid JSON: Exceeds the limit (4300 digits)"),
     (["--input", "noid.jsonl"], "noid.jsonl:1: id: must be a non-empty string"),
     (["a", "--input", "in.txt"], "either SENTENCE arguments or --input"),
     (["--device", "tpu", "x"], "--device 'tpu': expected cpu or cuda"),
 ])
 def test_input_errors_are_one_line(project, capsys, args, message):
     (project / "bad.jsonl").write_text("{not json\n", encoding="utf-8")
+    (project / "deep.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    (project / "bigint.jsonl").write_text('{"sentence": "s", "n": ' + "9" * 5000 + "}\n", encoding="utf-8")
     (project / "noid.jsonl").write_text(json.dumps({"id": 7, "sentence": "s"}) + "\n", encoding="utf-8")
     (project / "in.txt").write_text("a\n", encoding="utf-8")
     code, _, err = predict(project, capsys, *args)
