@@ -52,7 +52,7 @@ import yaml
 from pipeline import params as params_mod
 from pipeline.align import Tokens, tags_to_spans
 from pipeline.files import PipelineError, json_problem, run_cli, write_jsonl
-from pipeline.records import _got, _is_int, check_record
+from pipeline.records import _got, _is_int, check_record, split_stats
 
 FORMATS = ("conll", "labelstudio", "spacy")
 
@@ -606,11 +606,11 @@ def import_files(fmt: str, paths: list[Path], topics: list[str], entities: list[
 
 
 def summary(records: list[dict], topics: list[str], entities: list[str]) -> list[str]:
-    ents = Counter(s["type"] for r in records if r["task_B"] for s in r["task_B"])
-    tops = Counter(r["task_A"] for r in records if r["task_A"] is not None)
-    n_ner = sum(r["task_B"] is not None for r in records)
-    return [f"  entities ({n_ner} records annotated): " + ", ".join(f"{e} {ents[e]}" for e in entities),
-            f"  topics ({sum(tops.values())} records annotated): " + ", ".join(f"{t} {tops[t]}" for t in topics)]
+    stats = split_stats(records, topics, entities)
+    return [f"  entities ({stats['ner_annotated']} records annotated): "
+            + ", ".join(f"{e} {n}" for e, n in stats["entities"].items()),
+            f"  topics ({stats['topic_annotated']} records annotated): "
+            + ", ".join(f"{t} {n}" for t, n in stats["topics"].items())]
 
 
 EPILOG = """examples:

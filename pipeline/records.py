@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 
 SPLITS = ("train", "dev", "test")
@@ -197,3 +198,16 @@ def hash_normalised(norm: str, dev: float, test: float, seed: int) -> str:
 def record_id(sentence: str) -> str:
     """Id for records that come without one: derived from the text, so it is stable."""
     return "s-" + hashlib.sha256(sentence.encode()).hexdigest()[:16]
+
+
+def split_stats(records: list[dict], topics: list[str], entities: list[str]) -> dict:
+    """Record, annotation and label counts of checked records (metrics/data.json, importer summary)."""
+    topic_counts = Counter(r["task_A"] for r in records if r["task_A"] is not None)
+    entity_counts = Counter(s["type"] for r in records if r["task_B"] for s in r["task_B"])
+    return {
+        "records": len(records),
+        "topic_annotated": sum(r["task_A"] is not None for r in records),
+        "ner_annotated": sum(r["task_B"] is not None for r in records),
+        "topics": {t: topic_counts[t] for t in topics},
+        "entities": {e: entity_counts[e] for e in entities},
+    }

@@ -28,6 +28,7 @@ from pipeline.records import (
     json_type,
     normalise,
     record_id,
+    split_stats,
 )
 
 
@@ -239,18 +240,6 @@ def validate(raw_dir: Path, p: dict) -> dict:
     return {"splits": splits, "rejects": rejects, "problems": problems, "warnings": warnings,
             "counts": {"files": len(files), "read": read, "kept": kept, "rejected": len(rejects),
                        "merged_duplicates": merged, "unique": kept - merged}}
-
-
-def split_stats(records: list[dict], topics: list[str], entities: list[str]) -> dict:
-    topic_counts = Counter(r["task_A"] for r in records if r["task_A"] is not None)
-    entity_counts = Counter(s["type"] for r in records if r["task_B"] for s in r["task_B"])
-    return {
-        "records": len(records),
-        "topic_annotated": sum(r["task_A"] is not None for r in records),
-        "ner_annotated": sum(r["task_B"] is not None for r in records),
-        "topics": {t: topic_counts[t] for t in topics},
-        "entities": {e: entity_counts[e] for e in entities},
-    }
 
 
 def _print_capped(kind: str, lines: list[str], cap: int) -> None:
