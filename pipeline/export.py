@@ -39,8 +39,8 @@ from pathlib import Path
 
 from pipeline import params as params_mod
 from pipeline.files import PipelineError, run_cli, write_json
-from pipeline.importers import jsonl_objects, read_text, to_utf16
-from pipeline.records import _got, check_record
+from pipeline.importers import checked_or_error, jsonl_objects, read_text, to_utf16
+from pipeline.records import _got
 
 
 def _score(v) -> float | None:
@@ -87,13 +87,10 @@ def to_labelstudio_task(raw: dict, record: dict, model_version: str, labels_from
 def read_predictions(path: Path, topics: list[str], entities: list[str]):
     """Yield (raw, checked record) per JSONL line; a bad line is one error naming file:line."""
     for where, raw in jsonl_objects(read_text(path), str(path)):
-        checked = check_record(raw, topics, entities)
-        if checked.record is None:
-            more = f" (and {len(checked.errors) - 1} more)" if len(checked.errors) > 1 else ""
-            raise PipelineError(f"{where}: {checked.errors[0]}{more}")
+        record = checked_or_error(raw, where, topics, entities)
         if raw.get("topic_scores") is not None and not isinstance(raw["topic_scores"], dict):
             raise PipelineError(f"{where}: topic_scores must be an object, got {_got(raw['topic_scores'])}")
-        yield raw, checked.record
+        yield raw, record
 
 
 EPILOG = """examples:

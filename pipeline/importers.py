@@ -533,16 +533,17 @@ def apply_labels(items: list[Item], mapping: dict[str, str | None], topics: list
     return out
 
 
+def checked_or_error(record: dict, loc: str, topics: list[str], entities: list[str]) -> dict:
+    """The record through check_record; a failure is one clear line naming its location."""
+    checked = check_record(record, topics, entities)
+    if checked.record is None:
+        more = f" (and {len(checked.errors) - 1} more)" if len(checked.errors) > 1 else ""
+        raise PipelineError(f"{loc}: {checked.errors[0]}{more}")
+    return checked.record
+
+
 def check_items(items: list[Item], topics: list[str], entities: list[str]) -> list[dict]:
-    """Every record through check_record; the first failure is one clear line naming its location."""
-    records = []
-    for item in items:
-        checked = check_record(item.record, topics, entities)
-        if checked.record is None:
-            more = f" (and {len(checked.errors) - 1} more)" if len(checked.errors) > 1 else ""
-            raise PipelineError(f"{item.loc}: {checked.errors[0]}{more}")
-        records.append(checked.record)
-    return records
+    return [checked_or_error(item.record, item.loc, topics, entities) for item in items]
 
 
 # ---------------------------------------------------------------------------------------------
