@@ -76,11 +76,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return list(files.read_jsonl(path))
 
 
-def unit(key: str, salt: str) -> float:
-    digest = hashlib.sha256(f"{salt}\x00{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
 def group_key(rec: dict, kind: str) -> str:
     """Re-DocRED ids are <dataset>-<doc>-<sentence>: group by document. Otherwise by normalised text."""
     from pipeline.records import normalise
@@ -95,13 +90,12 @@ def group_key(rec: dict, kind: str) -> str:
 def assign_splits(records: list[dict], kind: str, dev: float, test: float, salt: str) -> list[dict]:
     """Explicit split per record; duplicates of one normalised sentence follow its first occurrence
     (validate merges them; it would reject one sentence pinned to two splits)."""
-    from pipeline.records import normalise
+    from pipeline.records import hash_normalised, normalise
 
     first: dict[str, str] = {}
     out = []
     for rec in records:
-        u = unit(group_key(rec, kind), salt)
-        split = "test" if u < test else "dev" if u < test + dev else "train"
+        split = hash_normalised(group_key(rec, kind), dev, test, salt)
         split = first.setdefault(normalise(rec["sentence"]), split)
         out.append({**rec, "split": split})
     return out
@@ -109,12 +103,14 @@ def assign_splits(records: list[dict], kind: str, dev: float, test: float, salt:
 
 def subsample(records: list[dict], caps: dict[str, int | None], salt: str) -> list[dict]:
     """At most caps[split] records per split, chosen by a hash of the id (deterministic)."""
+    from pipeline.records import hash_unit
+
     out = []
     for split in ("train", "dev", "test"):
         part = [r for r in records if r["split"] == split]
         cap = caps.get(split)
         if cap is not None and len(part) > cap:
-            part = sorted(part, key=lambda r: unit(r.get("id") or r["sentence"], salt + "/sub"))[:cap]
+            part = sorted(part, key=lambda r: hash_unit(r.get("id") or r["sentence"], salt + "/sub"))[:cap]
         out.extend(part)
     return out
 

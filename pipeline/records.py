@@ -189,10 +189,15 @@ def hash_split(sentence: str, dev: float, test: float, seed: int) -> str:
 
 
 def hash_normalised(norm: str, dev: float, test: float, seed: int) -> str:
-    """hash_split for text already passed through normalise()."""
-    digest = hashlib.sha256(f"{seed}\x00{norm}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    """hash_split for text already passed through normalise() (or any other grouping key)."""
+    u = hash_unit(norm, seed)
     return "test" if u < test else "dev" if u < test + dev else "train"
+
+
+def hash_unit(key: str, seed) -> float:
+    """A stable pseudo-random number in [0, 1) from a key and a seed (salt)."""
+    digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def record_id(sentence: str) -> str:
