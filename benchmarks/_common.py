@@ -85,14 +85,10 @@ def write_params(src: str, dst: Path, overrides: dict) -> Path:
     """A copy of the params file with dotted keys overridden (e.g. {"encoder.name": path})."""
     import yaml
 
+    from pipeline.params import with_overrides
+
     tree = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
-    for key, value in overrides.items():
-        node = tree
-        *parents, last = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    dst.write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
+    dst.write_text(yaml.safe_dump(with_overrides(tree, overrides), sort_keys=False), encoding="utf-8")
     return dst
 
 

@@ -139,17 +139,10 @@ class Runner:
         return e
 
     def params(self, raw_dir: Path, overrides: dict) -> dict:
-        p = json.loads(json.dumps(self.base))
-        p["encoder"]["name"] = self.encoder
-        p["data"]["raw_dir"] = str(raw_dir)
-        p["validate"]["on_error"] = "drop"
-        for dotted, value in overrides.items():
-            node = p
-            *parents, leaf = dotted.split(".")
-            for part in parents:
-                node = node[part]
-            node[leaf] = value
-        return p
+        from pipeline.params import with_overrides
+
+        return with_overrides(self.base, {"encoder.name": self.encoder, "data.raw_dir": str(raw_dir),
+                                          "validate.on_error": "drop", **overrides})
 
     def write_params(self, path: Path, p: dict) -> Path:
         import yaml

@@ -2,6 +2,7 @@
 hand or by `dvc exp run -S` fails in one clear line instead of being silently ignored."""
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 from pathlib import Path
@@ -94,6 +95,18 @@ def _flatten(tree: dict, prefix: str = "", source: str = "params.yaml") -> dict:
         else:
             flat[dotted] = value
     return flat
+
+
+def with_overrides(tree: dict, overrides: dict) -> dict:
+    """A copy of a params tree with dotted keys set: with_overrides(tree, {"train.epochs": 1})."""
+    out = copy.deepcopy(tree)
+    for dotted, value in overrides.items():
+        node = out
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return out
 
 
 def _suggest(key: str) -> str:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.params import with_overrides
+
 REPO = Path(__file__).resolve().parents[1]
 TRACKED = ["pipeline", "data", "params.yaml", "dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]
 
@@ -35,13 +37,7 @@ def stages_run(output: str) -> list[str]:
 
 def write_params(path: Path, overrides: dict, src: Path = REPO / "params.yaml") -> Path:
     """A copy of `src` at `path` with dotted keys overridden: write_params(p, {"train.epochs": 1})."""
-    tree = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
-    for dotted, value in overrides.items():
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
+    tree = with_overrides(yaml.safe_load(Path(src).read_text(encoding="utf-8")), overrides)
     Path(path).write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return Path(path)
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from pipeline.files import PipelineError
-from pipeline.params import SCHEMA, check, load, tag_names
+from pipeline.params import SCHEMA, check, load, tag_names, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
@@ -257,3 +257,10 @@ def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path, written, value)
             load(path)
     else:
         assert load(path)["train"]["lr_encoder"] == pytest.approx(value)
+
+
+def test_with_overrides_sets_dotted_keys_on_a_copy():
+    tree = {"train": {"epochs": 8, "lr_encoder": 1e-4}, "encoder": {"name": "x"}}
+    out = with_overrides(tree, {"train.epochs": 2, "encoder.name": "y"})
+    assert out == {"train": {"epochs": 2, "lr_encoder": 1e-4}, "encoder": {"name": "y"}}
+    assert tree["train"]["epochs"] == 8 and tree["encoder"]["name"] == "x"  # the input is left alone
