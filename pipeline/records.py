@@ -194,7 +194,7 @@ def hash_normalised(norm: str, dev: float, test: float, seed: int) -> str:
     return "test" if u < test else "dev" if u < test + dev else "train"
 
 
-def hash_unit(key: str, seed) -> float:
+def hash_unit(key: str, seed: int | str) -> float:
     """A stable pseudo-random number in [0, 1) from a key and a seed (salt)."""
     digest = hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
@@ -211,7 +211,7 @@ def split_stats(records: list[dict], topics: list[str], entities: list[str]) -> 
     entity_counts = Counter(s["type"] for r in records if r["task_B"] for s in r["task_B"])
     return {
         "records": len(records),
-        "topic_annotated": sum(r["task_A"] is not None for r in records),
+        "topic_annotated": sum(topic_counts.values()),
         "ner_annotated": sum(r["task_B"] is not None for r in records),
         "topics": {t: topic_counts[t] for t in topics},
         "entities": {e: entity_counts[e] for e in entities},
