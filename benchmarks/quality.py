@@ -56,6 +56,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+# light modules (no torch) here; the heavy ones are imported where they are used
+from pipeline import files
+from pipeline.params import with_overrides
+from pipeline.records import hash_normalised, hash_unit, normalise
+
 DATA_DIR = REPO.parent / "shared" / "datasets"
 
 
@@ -70,16 +75,8 @@ def default_encoder() -> str:
 
 # ----------------------------------------------------------------------------- data and splits
 
-def read_jsonl(path: Path) -> list[dict]:
-    from pipeline import files
-
-    return list(files.read_jsonl(path))
-
-
 def group_key(rec: dict, kind: str) -> str:
     """Re-DocRED ids are <dataset>-<doc>-<sentence>: group by document. Otherwise by normalised text."""
-    from pipeline.records import normalise
-
     if kind == "ner" and rec.get("id"):
         m = re.fullmatch(r"(.+)-\d+", rec["id"])
         if m:
@@ -90,8 +87,6 @@ def group_key(rec: dict, kind: str) -> str:
 def assign_splits(records: list[dict], kind: str, dev: float, test: float, salt: str) -> list[dict]:
     """Explicit split per record; duplicates of one normalised sentence follow its first occurrence
     (validate merges them; it would reject one sentence pinned to two splits)."""
-    from pipeline.records import hash_normalised, normalise
-
     first: dict[str, str] = {}
     out = []
     for rec in records:
@@ -103,8 +98,6 @@ def assign_splits(records: list[dict], kind: str, dev: float, test: float, salt:
 
 def subsample(records: list[dict], caps: dict[str, int | None], salt: str) -> list[dict]:
     """At most caps[split] records per split, chosen by a hash of the id (deterministic)."""
-    from pipeline.records import hash_unit
-
     out = []
     for split in ("train", "dev", "test"):
         part = [r for r in records if r["split"] == split]
@@ -113,12 +106,6 @@ def subsample(records: list[dict], caps: dict[str, int | None], salt: str) -> li
             part = sorted(part, key=lambda r: hash_unit(r.get("id") or r["sentence"], salt + "/sub"))[:cap]
         out.extend(part)
     return out
-
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    from pipeline import files
-
-    files.write_jsonl(path, records)
 
 
 # ----------------------------------------------------------------------------- running the stage CLIs
@@ -139,8 +126,6 @@ class Runner:
         return e
 
     def params(self, raw_dir: Path, overrides: dict) -> dict:
-        from pipeline.params import with_overrides
-
         return with_overrides(self.base, {"encoder.name": self.encoder, "data.raw_dir": str(raw_dir),
                                           "validate.on_error": "drop", **overrides})
 
@@ -285,7 +270,7 @@ def hf_peer(kind: str, encoder: str, p: dict, vdir: Path, epochs: int, lr: float
     t = p["tokenize"]
     fe = FeatureEncoder(tok, FeatureConfig(t["max_length"], t["stride"], "first", t["misaligned"], topics, tags))
     meta = {"tags": tags, "topics": topics, "entities": entities, "label_subwords": "first", "n_prefix": len(fe.prefix)}
-    splits = {s: read_jsonl(vdir / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    splits = {s: list(files.read_jsonl(vdir / f"{s}.jsonl")) for s in ("train", "dev", "test")}
     rows = {s: fe.encode(recs).rows for s, recs in splits.items()}
     torch.manual_seed(p["train"]["seed"])  # the new classifier head's init: not left to whatever ran before
     if kind == "token":
@@ -319,7 +304,7 @@ def tfidf_lr(vdir: Path, topics: list[str], seed: int) -> dict:
 
     from pipeline.metrics import topic_metrics
 
-    splits = {s: [r for r in read_jsonl(vdir / f"{s}.jsonl") if r["task_A"] is not None] for s in ("train", "dev", "test")}
+    splits = {s: [r for r in files.read_jsonl(vdir / f"{s}.jsonl") if r["task_A"] is not None] for s in ("train", "dev", "test")}
     x, y = [r["sentence"] for r in splits["train"]], [r["task_A"] for r in splits["train"]]
     pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(max_iter=5000))
     grid = GridSearchCV(pipe, {"logisticregression__C": [0.1, 0.3, 1, 3, 10, 30, 100]}, scoring="f1_macro",
@@ -497,14 +482,14 @@ def main() -> None:
     log(f"encoder {encoder}; work dir {work}; torch threads {torch.get_num_threads()}")
 
     # data: explicit splits, written as raw files (scratch only)
-    ner = assign_splits(read_jsonl(args.ner_data), "ner", args.dev, args.test, args.split_salt)
-    top = assign_splits(read_jsonl(args.topic_data), "topic", args.dev, args.test, args.split_salt)
+    ner = assign_splits(files.read_jsonl(args.ner_data), "ner", args.dev, args.test, args.split_salt)
+    top = assign_splits(files.read_jsonl(args.topic_data), "topic", args.dev, args.test, args.split_salt)
     caps = {"train": args.max_train, "dev": args.max_eval, "test": args.max_eval}
     ner, top = subsample(ner, caps, args.split_salt), subsample(top, caps, args.split_salt)
     tag = f"{'q' if args.quick else 'f'}-{args.max_train}-{args.max_eval}-{args.dev}-{args.test}-{args.split_salt}"
     raw = work / "raw" / tag
-    write_jsonl(raw / "ner" / args.ner_data.name, ner)
-    write_jsonl(raw / "topic" / args.topic_data.name, top)
+    files.write_jsonl(raw / "ner" / args.ner_data.name, ner)
+    files.write_jsonl(raw / "topic" / args.topic_data.name, top)
     counts = {name: {s: sum(r["split"] == s for r in recs) for s in ("train", "dev", "test")}
               for name, recs in (("ner", ner), ("topic", top))}
     log(f"records per split: {counts}")
@@ -577,8 +562,8 @@ def main() -> None:
         vcaps = {"train": args.ablation_max_train, "dev": args.ablation_max_dev, "test": 0}
         vner = subsample([r for r in ner if r["split"] != "test"], vcaps, args.split_salt)
         vtop = subsample([r for r in top if r["split"] != "test"], vcaps, args.split_salt)
-        write_jsonl(vraw / "ner" / args.ner_data.name, vner)
-        write_jsonl(vraw / "topic" / args.topic_data.name, vtop)
+        files.write_jsonl(vraw / "ner" / args.ner_data.name, vner)
+        files.write_jsonl(vraw / "topic" / args.topic_data.name, vtop)
         results["variant_records"] = {name: {s: sum(r["split"] == s for r in recs) for s in ("train", "dev")}
                                       for name, recs in (("ner", vner), ("topic", vtop))}
         log(f"variant records per split: {results['variant_records']}")
