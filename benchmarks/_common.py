@@ -1,6 +1,9 @@
 """Shared helpers for the benchmarks: arguments, data, interleaved timing, tables.
 
-Nothing here reads outside the repository at import time: encoders and data come in as arguments.
+The benchmarks run as files from the repository root (`python benchmarks/train.py ...`), so this
+folder is first on sys.path and they import this module as a sibling (`import _common as C`);
+`pipeline` comes from the editable install. Nothing here reads outside the repository at import
+time: encoders and data come in as arguments.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="records {sentence, task_A, task_B} to draw sentences from, cycled as needed "
                          "(default: the repository's sample corpus data/raw/corpus.jsonl)")
     ap.add_argument("--params", default=str(REPO / "params.yaml"),
-                    help="params file for labels / tokenize / train settings (default: %(default)s)")
+                    help="params file for labels / tokenize / train / predict settings (default: %(default)s)")
     ap.add_argument("--quick", action="store_true", help="small sizes, few repeats (a few minutes)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
     ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default, one per core). "
@@ -81,11 +84,30 @@ def load_records(paths: list[str], n: int | None = None, seed: int = 0) -> list[
     return out
 
 
+def write_validated(out: Path, records: list[dict], n_train: int, n_other: int = 200) -> None:
+    """A validated-data directory (what `python -m pipeline validate` writes): n_train train
+    records (the input cycled, ids made unique), n_other each for dev and test."""
+    out.mkdir(parents=True)
+    sizes = {"train": n_train, "dev": n_other, "test": n_other}
+    k = 0
+    for split, size in sizes.items():
+        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+            for _ in range(size):
+                r = records[k % len(records)]
+                fh.write(json.dumps({**r, "id": f"{r['id']}#{k}", "split": split}, ensure_ascii=False) + "\n")
+                k += 1
+
+
+def stage_cmd(stage: str, *args) -> list[str]:
+    """The command line of one pipeline stage, as DVC runs it: `python -m pipeline STAGE ...`."""
+    return [sys.executable, "-m", "pipeline", stage, *map(str, args)]
+
+
 def write_params(src: str, dst: Path, overrides: dict) -> Path:
     """A copy of the params file with dotted keys overridden (e.g. {"encoder.name": path})."""
     import yaml
 
-    from pipeline.params import with_overrides
+    from pipeline.storage.params import with_overrides
 
     tree = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
     dst.write_text(yaml.safe_dump(with_overrides(tree, overrides), sort_keys=False), encoding="utf-8")

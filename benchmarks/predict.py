@@ -10,46 +10,42 @@ length-sorted sentences (as Predictor does; the stronger baseline). Acceptance i
 stronger one: Predictor sentences/s / HF sentences/s >= 1.8.
 
 The multi-task model directory is built with 0 training steps (MultiTaskModel around the encoder,
-saved with pipeline.model.save); speed does not depend on the weights.
+saved with pipeline.storage.model_dir.save) and loaded as the predict stage loads it
+(pipeline.stages.predict.load_predictor); speed does not depend on the weights.
 
-    python -m benchmarks.predict --quick
-    python -m benchmarks.predict --encoder PATH --encoder PATH2 --data a.jsonl b.jsonl
+    python benchmarks/predict.py --quick
+    python benchmarks/predict.py --encoder PATH --encoder PATH2 --data a.jsonl b.jsonl
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
 import argparse
 import tempfile
+from pathlib import Path
 
-from benchmarks import _common as C
+import _common as C
 
 TARGET = 1.8
 
 
-def make_model_dir(encoder: str, p: dict, out: Path) -> Path:
+def make_model_dir(encoder: str, p, out: Path) -> Path:
     """A models/multitask-style directory, untrained heads (training 0 steps)."""
     import torch
 
-    from pipeline import params as params_mod
-    from pipeline.encoder import load_encoder, load_tokenizer, special_layout
-    from pipeline.model import MultiTaskModel, save
+    from pipeline.core.features import special_layout
+    from pipeline.core.model import ModelMeta, MultiTaskModel
+    from pipeline.storage import model_dir
+    from pipeline.storage.hub import load_encoder, load_tokenizer
 
     torch.manual_seed(0)
-    tok = load_tokenizer(encoder, p["encoder"]["trust_remote_code"])
-    tags = params_mod.tag_names(p["labels"]["entities"])
-    model = MultiTaskModel(load_encoder(encoder, p["encoder"]["trust_remote_code"]), len(p["labels"]["topics"]),
-                           len(tags), p["encoder"]["pooling"])
-    t = p["tokenize"]
-    meta = {"encoder_name": encoder, "topics": p["labels"]["topics"], "entities": p["labels"]["entities"],
-            "tags": tags, "max_length": t["max_length"], "stride": t["stride"], "label_subwords": t["label_subwords"],
-            "misaligned": t["misaligned"], "n_prefix": len(special_layout(tok)[0]), "best_epoch": 0}
-    save(model, tok, out, meta)
+    rc = p.encoder.trust_remote_code
+    tok = load_tokenizer(encoder, rc)
+    model = MultiTaskModel(load_encoder(encoder, rc), len(p.labels.topics), len(p.tag_names), p.encoder.pooling)
+    t = p.tokenize
+    meta = ModelMeta(encoder_name=encoder, pooling=p.encoder.pooling, topics=p.labels.topics,
+                     entities=p.labels.entities, tags=p.tag_names, max_length=t.max_length, stride=t.stride,
+                     label_subwords=t.label_subwords, misaligned=t.misaligned, n_prefix=len(special_layout(tok)[0]),
+                     best_epoch=0)
+    model_dir.save(model, tok, out, meta)
     return out
 
 
@@ -79,21 +75,18 @@ def bio_spans(sentence: str, offsets, word_ids, tag_ids, tags: list[str]) -> lis
     return [{"text": sentence[c["start"]:c["end"]], **c} for c in spans]
 
 
-def run_encoder(encoder: str, args, p: dict, sentences: list[str], bs: int) -> dict:
+def run_encoder(encoder: str, args, p, sentences: list[str], bs: int) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from pipeline import params as params_mod
-    from pipeline.predict import CHUNK, Predictor
+    from pipeline.stages.predict import CHUNK, load_predictor
 
-    tags = params_mod.tag_names(p["labels"]["entities"])
-    topics = p["labels"]["topics"]
-    max_length = p["tokenize"]["max_length"]
+    tags, topics = p.tag_names, p.labels.topics
+    max_length = p.tokenize.max_length
+    rc = p.encoder.trust_remote_code
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as work:
-        predictor = Predictor(str(make_model_dir(encoder, p, Path(work) / "multitask")), bs, "cpu",
-                              p["encoder"]["trust_remote_code"])
+        predictor = load_predictor(str(make_model_dir(encoder, p, Path(work) / "multitask")), bs, "cpu", rc)
     tok = predictor.tokenizer
-    rc = p["encoder"]["trust_remote_code"]
     tc = AutoModelForTokenClassification.from_pretrained(encoder, num_labels=len(tags), trust_remote_code=rc).eval()
     sc = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(topics),
                                                             trust_remote_code=rc).eval()
@@ -159,10 +152,10 @@ def main() -> None:
     args.sentences = args.sentences or (512 if args.quick else 2048)
     args.repeats = args.repeats or (2 if args.quick else 3)
 
-    from pipeline import params as params_mod
+    from pipeline.storage import params as params_mod
 
     p = params_mod.load(args.params)
-    bs = args.batch_size or p["predict"]["batch_size"]
+    bs = args.batch_size or p.predict.batch_size
     sentences = [r["sentence"] for r in C.load_records(args.data, args.sentences)]
     C.apply_threads(args)
     info = C.machine()

@@ -24,44 +24,50 @@ Systems in the main table (same encoder, same data, same scorer):
                    grad-norm clip 1.0, last epoch kept), written here without Trainer
   HF seq-cls       AutoModelForSequenceClassification, the same recipe on the topic data
   TF-IDF + LR      word 1-2-gram TF-IDF + logistic regression, C by 5-fold CV (macro-F1) on train
-The pipeline systems run as the stage CLIs (validate, tokenize, train, evaluate, predict) in a
-scratch directory with a params file written here (a copy of params.yaml with encoder.name and
-data.raw_dir replaced, validate.on_error: drop, and the run's overrides). The HF peers are scored
-through pipeline.inference.predict_rows / pipeline.align decoding and pipeline.metrics, the same
-code the evaluate stage uses, so every number is exact character-span micro P/R/F1 (and topic
-accuracy / macro-F1) on the same validated records.
+The pipeline systems run as the stage commands (`python -m pipeline validate|featurize|train|
+evaluate|predict`) in a scratch directory with a params file written here (a copy of params.yaml
+with encoder.name and data.raw_dir replaced, validate.on_error: drop, and the run's overrides).
+The HF peers are scored through pipeline.core.scoring.score_split (pipeline.core.inference.
+predict_rows, pipeline.core.align decoding, pipeline.core.metrics), the same code the evaluate stage
+uses, so every number is exact character-span micro P/R/F1 (and topic accuracy / macro-F1) on the
+same validated records.
 
 Writes <work-dir>/results.json (everything) and <work-dir>/results.md (the tables); prints the tables.
 """
 from __future__ import annotations
 
-import os
-import sys
-
-# `python benchmarks/quality.py` puts benchmarks/ first on sys.path, where sibling scripts (e.g. a
-# tokenize.py) would shadow standard-library modules; import from the repository root instead.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
 import argparse
 import hashlib
 import json
 import math
+import os
 import platform
 import re
 import subprocess
+import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 # light modules (no torch) here; the heavy ones are imported where they are used
-from pipeline import files
-from pipeline.params import with_overrides
-from pipeline.records import hash_normalised, hash_unit, normalise
+from pipeline.core.records import hash_normalised, hash_unit, normalise
+from pipeline.storage import files
+from pipeline.storage import params as params_mod
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.params import with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATA_DIR = REPO.parent / "shared" / "datasets"
+
+
+def typed_params(tree: dict, source: str) -> params_mod.Params:
+    """The typed params of a tree (checked as the stages check it); a bad key ends the run in one line."""
+    try:
+        return params_mod.check(tree, source)
+    except PipelineError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def default_encoder() -> str:
@@ -117,7 +123,6 @@ class Runner:
 
     def env(self) -> dict:
         e = dict(os.environ)
-        e["PYTHONPATH"] = str(REPO) + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
         e.setdefault("DVC_NO_ANALYTICS", "1")
         e.setdefault("TOKENIZERS_PARALLELISM", "false")
         if self.threads:
@@ -137,7 +142,7 @@ class Runner:
         return path
 
     def stage(self, name: str, args: list[str], cwd: Path) -> float:
-        cmd = [sys.executable, "-m", f"pipeline.{name}", *args]
+        cmd = [sys.executable, "-m", "pipeline", name, *args]
         t0 = time.time()
         with open(cwd / f"{name}.log", "w") as log:
             proc = subprocess.run(cmd, check=False, cwd=cwd, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
@@ -149,7 +154,7 @@ class Runner:
         return took
 
     def prepare(self, data_key: str, raw_dir: Path, tok_overrides: dict) -> tuple[Path, Path, dict]:
-        """validate (once per data) and tokenize (once per data x tokenize params x encoder)."""
+        """validate (once per data) and featurize (once per data x tokenize params x encoder)."""
         vdir = self.work / "prep" / data_key / "validated"
         if not (vdir / "train.jsonl").exists():
             d = vdir.parent
@@ -157,15 +162,15 @@ class Runner:
             self.stage("validate", ["--params", str(pp), "--raw-dir", str(raw_dir), "--out-dir", str(vdir),
                                     "--metrics", str(d / "data.json")], d)
         tkey = hashlib.sha256(json.dumps([self.encoder, tok_overrides], sort_keys=True).encode()).hexdigest()[:10]
-        tdir = self.work / "prep" / data_key / f"tok-{tkey}"
-        if not (tdir / "tokenized" / "meta.json").exists():
+        tdir = self.work / "prep" / data_key / f"feat-{tkey}"
+        if not (tdir / "features" / "meta.json").exists():
             tdir.mkdir(parents=True, exist_ok=True)
             pp = self.write_params(tdir / "params.yaml", self.params(raw_dir, tok_overrides))
-            self.stage("tokenize", ["--params", str(pp), "--in-dir", str(vdir), "--out-dir", str(tdir / "tokenized"),
-                                    "--metrics", str(tdir / "tokenize.json"), "--report", str(tdir / "misaligned.jsonl")],
+            self.stage("featurize", ["--params", str(pp), "--in-dir", str(vdir), "--out-dir", str(tdir / "features"),
+                                     "--metrics", str(tdir / "featurize.json"), "--report", str(tdir / "misaligned.jsonl")],
                        tdir)
         data_stats = json.loads((vdir.parent / "data.json").read_text())
-        return vdir, tdir / "tokenized", data_stats
+        return vdir, tdir / "features", data_stats
 
     def pipeline_run(self, name: str, data_key: str, raw_dir: Path, overrides: dict, predict_input: Path | None):
         """The pipeline's stages for one configuration; returns the evaluate metrics and timings."""
@@ -196,14 +201,15 @@ class Runner:
 # ----------------------------------------------------------------------------- HF recipe peers
 
 def hf_load(loader, name: str, **kw):
-    from pipeline.encoder import _from_pretrained, _quiet_transformers
+    from pipeline.storage.hub import load_pretrained, quiet_transformers
 
-    _quiet_transformers()
-    return _from_pretrained(loader, name, **kw)
+    quiet_transformers()
+    return load_pretrained(loader, name, **kw)
 
 
 class Adapter:
-    """Wrap an HF *ForTokenClassification / *ForSequenceClassification so pipeline.inference can run it."""
+    """Wrap an HF *ForTokenClassification / *ForSequenceClassification so pipeline.core.inference can run
+    it (the multi-task model's interface: both heads' logits)."""
 
     def __init__(self, model, n_topics: int, n_tags: int, kind: str):
         self.model, self.n_topics, self.n_tags, self.kind = model, n_topics, n_tags, kind
@@ -229,7 +235,7 @@ def hf_train(model, rows: list[dict], target: str, pad_id: int, epochs: int, bat
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from pipeline.inference import collate
+    from pipeline.core.inference import collate
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -255,24 +261,27 @@ def hf_train(model, rows: list[dict], target: str, pad_id: int, epochs: int, bat
     return time.time() - t0
 
 
-def hf_peer(kind: str, encoder: str, p: dict, vdir: Path, epochs: int, lr: float, batch_size: int, log) -> dict:
+def hf_peer(kind: str, encoder: str, p: params_mod.Params, vdir: Path, epochs: int, lr: float, batch_size: int,
+            log) -> dict:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    from pipeline import params as params_mod
-    from pipeline.encoder import load_tokenizer
-    from pipeline.features import FeatureConfig, FeatureEncoder
-    from pipeline.scoring import score_split
+    from pipeline.core.features import FeatureConfig, Featurizer
+    from pipeline.core.model import ModelMeta
+    from pipeline.core.scoring import score_split
+    from pipeline.storage.hub import load_tokenizer
 
-    topics, entities = p["labels"]["topics"], p["labels"]["entities"]
-    tags = params_mod.tag_names(entities)
+    topics, entities, tags = p.labels.topics, p.labels.entities, p.tag_names
     tok = load_tokenizer(encoder)
-    t = p["tokenize"]
-    fe = FeatureEncoder(tok, FeatureConfig(t["max_length"], t["stride"], "first", t["misaligned"], topics, tags))
-    meta = {"tags": tags, "topics": topics, "entities": entities, "label_subwords": "first", "n_prefix": len(fe.prefix)}
+    t = p.tokenize
+    fe = Featurizer(tok, FeatureConfig(t.max_length, t.stride, "first", t.misaligned, topics, tags))
+    # what predict_rows / score_split read of a model; pooling does not apply to the HF heads
+    meta = ModelMeta(encoder_name=encoder, pooling=p.encoder.pooling, topics=topics, entities=entities, tags=tags,
+                     max_length=t.max_length, stride=t.stride, label_subwords="first", misaligned=t.misaligned,
+                     n_prefix=len(fe.prefix))
     splits = {s: list(files.read_jsonl(vdir / f"{s}.jsonl")) for s in ("train", "dev", "test")}
     rows = {s: fe.encode(recs).rows for s, recs in splits.items()}
-    torch.manual_seed(p["train"]["seed"])  # the new classifier head's init: not left to whatever ran before
+    torch.manual_seed(p.train.seed)  # the new classifier head's init: not left to whatever ran before
     if kind == "token":
         model = hf_load(AutoModelForTokenClassification.from_pretrained, encoder, num_labels=len(tags),
                         id2label=dict(enumerate(tags)), label2id={x: i for i, x in enumerate(tags)})
@@ -284,13 +293,13 @@ def hf_peer(kind: str, encoder: str, p: dict, vdir: Path, epochs: int, lr: float
     if kind == "seq":  # one row per record (windows of a long sentence would repeat its label)
         train_rows = [r for r in train_rows if r["window"] == 0]
     secs = hf_train(model, train_rows, "ner" if kind == "token" else "topic", tok.pad_token_id, epochs, batch_size,
-                    lr, p["train"]["seed"], log)
+                    lr, p.train.seed, log)
     wrapped = Adapter(model, len(topics), len(tags), kind)
     ev = {}
     for s in ("dev", "test"):
         if splits[s]:
             ev[s], _ = score_split(wrapped, rows[s], splits[s], meta, 32, tok.pad_token_id, torch.device("cpu"))
-    return {"model": wrapped, "tokenizer": tok, "encoder_features": fe, "meta": meta, "train_s": round(secs, 1),
+    return {"model": wrapped, "tokenizer": tok, "featurizer": fe, "meta": meta, "train_s": round(secs, 1),
             "eval": ev}
 
 
@@ -302,7 +311,7 @@ def tfidf_lr(vdir: Path, topics: list[str], seed: int) -> dict:
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import make_pipeline
 
-    from pipeline.metrics import topic_metrics
+    from pipeline.core.metrics import topic_metrics
 
     splits = {s: [r for r in files.read_jsonl(vdir / f"{s}.jsonl") if r["task_A"] is not None] for s in ("train", "dev", "test")}
     x, y = [r["sentence"] for r in splits["train"]], [r["task_A"] for r in splits["train"]]
@@ -334,19 +343,19 @@ def throughput(predict_fn, sentences: list[str], repeats: int = 1) -> float:
 
 
 def pipeline_predict_fn(model_dir: str):
-    from pipeline.predict import Predictor
+    from pipeline.stages.predict import load_predictor
 
-    pred = Predictor(model_dir, batch_size=32, device="cpu")
+    pred = load_predictor(model_dir, batch_size=32, device="cpu")
     return lambda sents: pred.predict([{"sentence": s} for s in sents])
 
 
 def hf_predict_fn(peer: dict):
     import torch
 
-    from pipeline.inference import predict_rows
+    from pipeline.core.inference import predict_rows
 
     def fn(sents):
-        rows = peer["encoder_features"].encode([{"sentence": s} for s in sents]).rows
+        rows = peer["featurizer"].encode([{"sentence": s} for s in sents]).rows
         return predict_rows(peer["model"], rows, sents, peer["meta"], 32, peer["tokenizer"].pad_token_id,
                             torch.device("cpu"))
     return fn
@@ -419,7 +428,7 @@ def parse_variant(spec: str) -> tuple[str, dict]:
     return name, over
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ner-data", type=Path, default=DATA_DIR / "redocred-dev.jsonl", help="NER-only records (default: %(default)s)")
     ap.add_argument("--topic-data", type=Path, default=DATA_DIR / "huffpost-topics.jsonl", help="topic-only records (default: %(default)s)")
@@ -449,8 +458,53 @@ def main() -> None:
     ap.add_argument("--ablation-max-dev", type=int, default=None, help="cap dev records per dataset for ablations/variants")
     ap.add_argument("--threads", type=int, default=None, help="torch threads here and in the stage processes")
     args = ap.parse_args()
+    if args.quick:
+        args.max_train = args.max_train or 500
+        args.max_eval = args.max_eval or 200
+        args.epochs = args.epochs or 2
+    return args
 
-    import yaml
+
+@dataclass
+class Bench:
+    """One run's settings, data and results, shared by the parts of main()."""
+    args: argparse.Namespace
+    work: Path
+    log: Callable[[str], None]
+    t_start: float
+    encoder: str
+    base: params_mod.Params
+    global_over: dict
+    epochs_over: dict
+    runner: Runner
+    tag: str                      # names this data selection's raw files and runs
+    raw: Path                     # raw/<tag>/{ner,topic}/: the selected records with their splits
+    ner: list[dict]
+    top: list[dict]
+    counts: dict
+    heldout: list[str]            # the test sentences (dev without a test part), for throughput and predict
+    heldout_file: Path
+    results: dict
+
+    @property
+    def entities(self) -> list[str]:
+        return self.base.labels.entities
+
+    @property
+    def topics(self) -> list[str]:
+        return self.base.labels.topics
+
+    def add_row(self, system: str, ev: dict, train_s: float, epochs: str, sps, extra=None) -> None:
+        self.results["main"].append({"system": system,
+                                     "metrics": {s: row_metrics(ev, s, self.entities) for s in ("dev", "test")},
+                                     "train_s": train_s, "epochs": epochs, "sent_per_s": sps, "eval": ev,
+                                     **(extra or {})})
+        self.log(f"  {system}: {json.dumps(self.results['main'][-1]['metrics'])}  train {train_s}s, {sps} sent/s")
+
+
+def setup(args: argparse.Namespace) -> Bench:
+    """Logging, threads, params, and the data: explicit splits, subsampled, written as raw files (scratch only)."""
+    import torch
 
     t_start = time.time()
     work = args.work_dir.resolve()
@@ -463,8 +517,6 @@ def main() -> None:
         logf.write(line + "\n")
         logf.flush()
 
-    import torch
-
     if args.threads:
         torch.set_num_threads(args.threads)
     for flag, path in (("--ner-data", args.ner_data), ("--topic-data", args.topic_data)):
@@ -472,16 +524,13 @@ def main() -> None:
             raise SystemExit(f"error: {path}: no such file; the public datasets are expected in {DATA_DIR} "
                              f"(beside the repository), or pass {flag} PATH")
     encoder = args.encoder or default_encoder()
-    base = yaml.safe_load(args.params.read_text())
+    try:
+        base = params_mod.load(args.params)
+    except PipelineError as exc:
+        raise SystemExit(f"error: {exc}") from None
     global_over = dict(parse_variant("x:" + ",".join(args.set))[1]) if args.set else {}
-    if args.quick:
-        args.max_train = args.max_train or 500
-        args.max_eval = args.max_eval or 200
-        args.epochs = args.epochs or 2
-    entities, topics = base["labels"]["entities"], base["labels"]["topics"]
     log(f"encoder {encoder}; work dir {work}; torch threads {torch.get_num_threads()}")
 
-    # data: explicit splits, written as raw files (scratch only)
     ner = assign_splits(files.read_jsonl(args.ner_data), "ner", args.dev, args.test, args.split_salt)
     top = assign_splits(files.read_jsonl(args.topic_data), "topic", args.dev, args.test, args.split_salt)
     caps = {"train": args.max_train, "dev": args.max_eval, "test": args.max_eval}
@@ -493,114 +542,134 @@ def main() -> None:
     counts = {name: {s: sum(r["split"] == s for r in recs) for s in ("train", "dev", "test")}
               for name, recs in (("ner", ner), ("topic", top))}
     log(f"records per split: {counts}")
-
-    runner = Runner(work, base, encoder, args.threads, log)
-    epochs_over = {"train.epochs": args.epochs} if args.epochs else {}
-    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "encoder": encoder, "args": {k: str(v) for k, v in vars(args).items()},
-               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                           "threads": torch.get_num_threads()},
-               "records": counts, "main": [], "variants": []}
-    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     heldout = [r["sentence"] for r in ner + top if r["split"] == "test"] or \
               [r["sentence"] for r in ner + top if r["split"] == "dev"]
     heldout_file = raw.parent / f"{tag}-heldout.txt"
     heldout_file.write_text("\n".join(s.replace("\n", " ") for s in heldout) + "\n", encoding="utf-8")
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "encoder": encoder,
+               "args": {k: str(v) for k, v in vars(args).items()},
+               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+                           "threads": torch.get_num_threads()},
+               "records": counts, "main": [], "variants": []}
+    return Bench(args, work, log, t_start, encoder, base, global_over,
+                 {"train.epochs": args.epochs} if args.epochs else {}, Runner(work, base.tree(), encoder, args.threads, log),
+                 tag, raw, ner, top, counts, heldout, heldout_file, results)
 
-    def add_row(system: str, ev: dict, train_s: float, epochs: str, sps, extra=None):
-        results["main"].append({"system": system, "metrics": {s: row_metrics(ev, s, entities) for s in ("dev", "test")},
-                                "train_s": train_s, "epochs": epochs, "sent_per_s": sps, "eval": ev, **(extra or {})})
 
-    if not args.only_variants:
-        log("main table")
-        specs = {"multitask": ("multi-task (pipeline)", "both", raw, {}),
-                 "single_ner": ("single-task NER (pipeline, alpha 0)", "ner", raw / "ner", {"train.alpha": 0.0}),
-                 "single_topic": ("single-task topic (pipeline, beta 0)", "topic", raw / "topic", {"train.beta": 0.0})}
-        for key, (label, data_key, raw_dir, over) in specs.items():
-            if key not in systems:
-                continue
-            res = runner.pipeline_run(f"{tag}-{key}", f"{tag}-{data_key}", raw_dir, {**global_over, **epochs_over, **over},
-                                      heldout_file if key == "multitask" else None)
-            sps = throughput(pipeline_predict_fn(res["model_dir"]), heldout)
-            tr = res["train"]
-            extra = {"train_wall_s": res["train_wall_s"], "data": res["data"]}
-            if "predictions" in res:  # the predict stage's output, scored: must equal evaluate's test numbers
-                extra["predict_stage_check"] = score_predictions(res["predictions"], ner + top, entities, topics)
-            add_row(label, res["eval"], tr["train_seconds"], f"{tr['epochs_run']} ({tr['best_epoch']})", sps, extra)
-            log(f"  {label}: {json.dumps(results['main'][-1]['metrics'])}  train {tr['train_seconds']}s, {sps} sent/s")
-        p_all = runner.params(raw, global_over)
-        hf_epochs = args.epochs or 3
-        for key, kind, data_key, label in (("hf_token", "token", "ner", "HF AutoModelForTokenClassification (run_ner recipe)"),
-                                           ("hf_seq", "seq", "topic", "HF AutoModelForSequenceClassification (same recipe)")):
-            if key not in systems:
-                continue
-            vdir, _, _ = runner.prepare(f"{tag}-{data_key}", raw / data_key, {})
-            log(f"  [{key}] lr 5e-5, batch 16, {hf_epochs} epochs")
-            peer = hf_peer(kind, encoder, p_all, vdir, hf_epochs, 5e-5, 16, log)
-            sps = throughput(hf_predict_fn(peer), heldout)
-            add_row(label, peer["eval"], peer["train_s"], str(hf_epochs), sps)
-            log(f"  {label}: {json.dumps(results['main'][-1]['metrics'])}  train {peer['train_s']}s, {sps} sent/s")
-            del peer
-        if "tfidf" in systems:
-            from threadpoolctl import threadpool_limits
+def run_pipeline_systems(b: Bench, systems: list[str]) -> None:
+    """The main table's pipeline rows: multi-task, single-task NER, single-task topic."""
+    specs = {"multitask": ("multi-task (pipeline)", "both", b.raw, {}),
+             "single_ner": ("single-task NER (pipeline, alpha 0)", "ner", b.raw / "ner", {"train.alpha": 0.0}),
+             "single_topic": ("single-task topic (pipeline, beta 0)", "topic", b.raw / "topic", {"train.beta": 0.0})}
+    for key, (label, data_key, raw_dir, over) in specs.items():
+        if key not in systems:
+            continue
+        res = b.runner.pipeline_run(f"{b.tag}-{key}", f"{b.tag}-{data_key}", raw_dir,
+                                    {**b.global_over, **b.epochs_over, **over},
+                                    b.heldout_file if key == "multitask" else None)
+        sps = throughput(pipeline_predict_fn(res["model_dir"]), b.heldout)
+        tr = res["train"]
+        extra = {"train_wall_s": res["train_wall_s"], "data": res["data"]}
+        if "predictions" in res:  # the predict stage's output, scored: must equal evaluate's test numbers
+            extra["predict_stage_check"] = score_predictions(res["predictions"], b.ner + b.top, b.entities, b.topics)
+        b.add_row(label, res["eval"], tr["train_seconds"], f"{tr['epochs_run']} ({tr['best_epoch']})", sps, extra)
 
-            vdir, _, _ = runner.prepare(f"{tag}-topic", raw / "topic", {})
-            res = tfidf_lr(vdir, topics, base["train"]["seed"])
-            with threadpool_limits(limits=1):
-                sps = throughput(lambda s: res["model"].predict(s), heldout, repeats=3)
-            add_row(f"TF-IDF 1-2-gram + LR (C={res['C']} by 5-fold CV)", res["eval"], res["train_s"], "–", sps)
-            log(f"  tfidf: {json.dumps(results['main'][-1]['metrics'])}")
 
+def run_peers(b: Bench, systems: list[str]) -> None:
+    """The main table's peers: the HF run_ner / run_glue recipes and TF-IDF + LR."""
+    p_all = typed_params(b.runner.params(b.raw, b.global_over), f"{b.args.params} with --set overrides")
+    hf_epochs = b.args.epochs or 3
+    for key, kind, data_key, label in (("hf_token", "token", "ner", "HF AutoModelForTokenClassification (run_ner recipe)"),
+                                       ("hf_seq", "seq", "topic", "HF AutoModelForSequenceClassification (same recipe)")):
+        if key not in systems:
+            continue
+        vdir, _, _ = b.runner.prepare(f"{b.tag}-{data_key}", b.raw / data_key, {})
+        b.log(f"  [{key}] lr 5e-5, batch 16, {hf_epochs} epochs")
+        peer = hf_peer(kind, b.encoder, p_all, vdir, hf_epochs, 5e-5, 16, b.log)
+        b.add_row(label, peer["eval"], peer["train_s"], str(hf_epochs), throughput(hf_predict_fn(peer), b.heldout))
+        del peer
+    if "tfidf" in systems:
+        from threadpoolctl import threadpool_limits
+
+        vdir, _, _ = b.runner.prepare(f"{b.tag}-topic", b.raw / "topic", {})
+        res = tfidf_lr(vdir, b.topics, b.base.train.seed)
+        with threadpool_limits(limits=1):
+            sps = throughput(lambda s: res["model"].predict(s), b.heldout, repeats=3)
+        b.add_row(f"TF-IDF 1-2-gram + LR (C={res['C']} by 5-fold CV)", res["eval"], res["train_s"], "–", sps)
+
+
+def run_variants(b: Bench) -> None:
+    """--ablations and --variant runs, on data without its test part, scored on dev only."""
+    args = b.args
     variants = []
     if args.ablations:
         for pooling in ("mean", "last", "weighted_mean"):
             for lab in ("first", "last", "all"):
                 variants.append((f"{pooling}/{lab}", {"encoder.pooling": pooling, "tokenize.label_subwords": lab}))
     variants += [parse_variant(v) for v in args.variant]
-    if variants:
-        log("ablations / variants (dev only; their data has no test part)")
-        vraw = work / "raw" / f"{tag}-notest-{args.ablation_max_train}-{args.ablation_max_dev}"
-        vcaps = {"train": args.ablation_max_train, "dev": args.ablation_max_dev, "test": 0}
-        vner = subsample([r for r in ner if r["split"] != "test"], vcaps, args.split_salt)
-        vtop = subsample([r for r in top if r["split"] != "test"], vcaps, args.split_salt)
-        files.write_jsonl(vraw / "ner" / args.ner_data.name, vner)
-        files.write_jsonl(vraw / "topic" / args.topic_data.name, vtop)
-        results["variant_records"] = {name: {s: sum(r["split"] == s for r in recs) for s in ("train", "dev")}
-                                      for name, recs in (("ner", vner), ("topic", vtop))}
-        log(f"variant records per split: {results['variant_records']}")
-        for name, over in variants:
-            over = {**global_over, **epochs_over, **over}
-            data_key = over.get("data", "both")  # data=ner / data=topic: a single-task run on that dataset only
-            if data_key not in ("both", "ner", "topic"):
-                raise SystemExit(f"error: variant {name!r}: data={data_key!r}, expected both, ner or topic")
-            params_over = {k: v for k, v in over.items() if k != "data"}
-            res = runner.pipeline_run(f"{vraw.name}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}", f"{vraw.name}-{data_key}",
-                                      vraw if data_key == "both" else vraw / data_key, params_over, None)
-            tr = res["train"]
-            row = {"system": name, "overrides": over, "metrics": {"dev": row_metrics(res["eval"], "dev", entities)},
-                   "train_s": tr["train_seconds"], "epochs": f"{tr['epochs_run']} ({tr['best_epoch']})", "eval": res["eval"]}
-            results["variants"].append(row)
-            log(f"  {name}: {json.dumps(row['metrics']['dev'])}  train {tr['train_seconds']}s")
-            (work / "results.json").write_text(json.dumps(results, indent=1))
+    if not variants:
+        return
+    b.log("ablations / variants (dev only; their data has no test part)")
+    vraw = b.work / "raw" / f"{b.tag}-notest-{args.ablation_max_train}-{args.ablation_max_dev}"
+    vcaps = {"train": args.ablation_max_train, "dev": args.ablation_max_dev, "test": 0}
+    vner = subsample([r for r in b.ner if r["split"] != "test"], vcaps, args.split_salt)
+    vtop = subsample([r for r in b.top if r["split"] != "test"], vcaps, args.split_salt)
+    files.write_jsonl(vraw / "ner" / args.ner_data.name, vner)
+    files.write_jsonl(vraw / "topic" / args.topic_data.name, vtop)
+    b.results["variant_records"] = {name: {s: sum(r["split"] == s for r in recs) for s in ("train", "dev")}
+                                    for name, recs in (("ner", vner), ("topic", vtop))}
+    b.log(f"variant records per split: {b.results['variant_records']}")
+    for name, over in variants:
+        over = {**b.global_over, **b.epochs_over, **over}
+        data_key = over.get("data", "both")  # data=ner / data=topic: a single-task run on that dataset only
+        if data_key not in ("both", "ner", "topic"):
+            raise SystemExit(f"error: variant {name!r}: data={data_key!r}, expected both, ner or topic")
+        params_over = {k: v for k, v in over.items() if k != "data"}
+        res = b.runner.pipeline_run(f"{vraw.name}-{re.sub(r'[^A-Za-z0-9_.=-]+', '_', name)}", f"{vraw.name}-{data_key}",
+                                    vraw if data_key == "both" else vraw / data_key, params_over, None)
+        tr = res["train"]
+        row = {"system": name, "overrides": over, "metrics": {"dev": row_metrics(res["eval"], "dev", b.entities)},
+               "train_s": tr["train_seconds"], "epochs": f"{tr['epochs_run']} ({tr['best_epoch']})", "eval": res["eval"]}
+        b.results["variants"].append(row)
+        b.log(f"  {name}: {json.dumps(row['metrics']['dev'])}  train {tr['train_seconds']}s")
+        (b.work / "results.json").write_text(json.dumps(b.results, indent=1))
 
-    results["total_s"] = round(time.time() - t_start, 1)
-    md = [(f"encoder `{encoder}`, {results['date']}, {os.cpu_count()} CPU cores, torch threads "
-           f"{torch.get_num_threads()}, total {results['total_s']:.0f}s; records {counts}")]
+
+def write_report(b: Bench) -> None:
+    """results.json and results.md in the work dir; the tables on stdout."""
+    import torch
+
+    results = b.results
+    results["total_s"] = round(time.time() - b.t_start, 1)
+    md = [(f"encoder `{b.encoder}`, {results['date']}, {os.cpu_count()} CPU cores, torch threads "
+           f"{torch.get_num_threads()}, total {results['total_s']:.0f}s; records {b.counts}")]
     if results["main"]:
         for split in ("dev", "test"):
-            md += [f"\n**{split}**\n", main_table(results["main"], split, entities)]
+            md += [f"\n**{split}**\n", main_table(results["main"], split, b.entities)]
     if results["variants"]:
         md += [f"\n**ablations / variants (dev; records {results['variant_records']})**\n",
-               variant_table(results["variants"], entities)]
+               variant_table(results["variants"], b.entities)]
     text = "\n".join(md) + "\n"
-    (work / "results.md").write_text(text)
-    (work / "results.json").write_text(json.dumps(results, indent=1))
+    (b.work / "results.md").write_text(text)
+    (b.work / "results.json").write_text(json.dumps(results, indent=1))
     print("\n" + text)
-    log(f"done in {results['total_s']:.0f}s; {work / 'results.md'}")
+    b.log(f"done in {results['total_s']:.0f}s; {b.work / 'results.md'}")
+
+
+def main() -> None:
+    b = setup(parse_args())
+    if not b.args.only_variants:
+        b.log("main table")
+        systems = [s.strip() for s in b.args.systems.split(",") if s.strip()]
+        run_pipeline_systems(b, systems)
+        run_peers(b, systems)
+    run_variants(b)
+    write_report(b)
 
 
 def score_predictions(path: str, records: list[dict], entities: list[str], topics: list[str]) -> dict:
     """Score the predict stage's JSONL against the gold held-out records (by sentence)."""
-    from pipeline.metrics import span_metrics, topic_metrics
+    from pipeline.core.metrics import span_metrics, topic_metrics
 
     preds = {}
     with open(path, encoding="utf-8") as fh:

@@ -1,30 +1,25 @@
-"""Training-throughput benchmark: the project's training step against a Hugging Face Trainer.
+"""Training-throughput benchmark: the project's training epoch against a Hugging Face Trainer.
 
-Project arm: the step of pipeline/train.py built from its own pieces (seed_everything, MultiTaskModel,
-apply_freeze, freeze_unused, param_groups, AdamW + linear warm-up schedule, length_grouped_batches,
-shard, collate, autocast) and the same per-step work as its loop: forward with both heads and both
-losses, backward, three loss .item() reads, clipping, optimizer and scheduler step.
+Project arm: the train stage's own epoch, pipeline.core.training.run_epoch (collate, autocast,
+forward with both heads and both losses, weighted backward, three loss .item() reads, clipping,
+optimizer and scheduler step, the epoch's bookkeeping), set up as pipeline/stages/train.py sets it
+up: seed_everything, MultiTaskModel, apply_freeze, freeze_unused, make_optimizer (fused AdamW over
+param_groups + linear warm-up schedule), length_grouped_batches, shard. Per-step end times come
+from the `progress` object run_epoch updates once per step.
 HF arm: `Trainer` with `AutoModelForTokenClassification` on the same encoder, the same feature rows
-(input ids and NER labels from FeatureEncoder), the same batch size, length-grouped sampling,
+(input ids and NER labels from Featurizer), the same batch size, length-grouped sampling,
 DataCollatorForTokenClassification (dynamic padding), the same lr / weight decay / clipping.
 
 Throughput = non-pad tokens / seconds over the measured steps (after warm-up steps), both arms
 timed step end to step end, in the same process, rounds interleaved. Acceptance: project / HF >= 1.0.
---stage also runs the real stage (`python -m pipeline.train`, one epoch of the same number of
-steps) and reports the tokens_per_second it writes to metrics/train.json; that figure includes the
+--stage also runs the real stage (`python -m pipeline train`, one epoch of the same number of
+steps) and reports the tokens_per_second it writes to its metrics file; that figure includes the
 stage's per-epoch dev scoring and checkpoint write, so it is shown, not judged.
 
-    python -m benchmarks.train --quick
-    python -m benchmarks.train --encoder PATH --encoder PATH2 --data a.jsonl b.jsonl --stage
+    python benchmarks/train.py --quick
+    python benchmarks/train.py --encoder PATH --encoder PATH2 --data a.jsonl b.jsonl --stage
 """
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
 
 import argparse
 import json
@@ -32,77 +27,77 @@ import math
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
-from benchmarks import _common as C
+import _common as C
 
 TARGET = 1.0
 
 
-def feature_rows(encoder: str, args, p: dict, n: int):
-    from pipeline.encoder import load_tokenizer
-    from pipeline.features import FeatureEncoder
-    from pipeline.tokenize import feature_config
+PROJECT = "project epoch (training.run_epoch)"
+HF = "HF Trainer (token classification)"
+STAGE = "real stage (python -m pipeline train)"
 
-    tok = load_tokenizer(encoder, p["encoder"]["trust_remote_code"])
-    fe = FeatureEncoder(tok, feature_config(p))
+
+def feature_rows(encoder: str, args, p, n: int):
+    from pipeline.core.features import Featurizer
+    from pipeline.storage.feature_store import feature_config
+    from pipeline.storage.hub import load_tokenizer
+
+    tok = load_tokenizer(encoder, p.encoder.trust_remote_code)
+    fe = Featurizer(tok, feature_config(p))
     rows = fe.encode(C.load_records(args.data, n)).rows
     return tok, fe, rows
 
 
-def project_arm(encoder: str, p: dict, rows: list[dict], pad_id: int, n_steps: int):
-    """Steps of pipeline/train.py's loop; returns (step end times, non-pad tokens per step)."""
-    from contextlib import nullcontext
+class StepClock:
+    """The tqdm-like `progress` run_epoch takes: it calls update(1) once per step, after the
+    optimizer step and the loss reads; each call records the step's end time."""
 
+    def __init__(self):
+        self.ends = [time.perf_counter()]
+
+    def set_postfix(self, *args, **kwargs) -> None:
+        pass
+
+    def update(self, n: int = 1) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def project_arm(encoder: str, p, rows: list[dict], pad_id: int, n_steps: int):
+    """One run_epoch of n_steps batches, set up as the train stage does; returns (step end times,
+    non-pad tokens per step)."""
     import torch
 
-    from pipeline import params as params_mod
-    from pipeline.encoder import load_encoder
-    from pipeline.inference import collate
-    from pipeline.model import MultiTaskModel
-    from pipeline.train import (
-        apply_freeze,
-        freeze_unused,
-        length_grouped_batches,
-        make_optimizer,
-        seed_everything,
-        shard,
-        train_step,
-    )
+    from pipeline.core import training
+    from pipeline.core.model import MultiTaskModel
+    from pipeline.storage.hub import load_encoder
 
-    tp = p["train"]
+    tp = p.train
     device = torch.device("cpu")
-    seed_everything(tp["seed"])
-    tags = params_mod.tag_names(p["labels"]["entities"])
-    model = MultiTaskModel(load_encoder(encoder, p["encoder"]["trust_remote_code"]), len(p["labels"]["topics"]),
-                           len(tags), p["encoder"]["pooling"]).to(device)
-    apply_freeze(model, tp["freeze"], tp["unfreeze_top_layers"])
-    freeze_unused(model, rows, pad_id, device)
+    training.seed_everything(tp.seed)
+    model = MultiTaskModel(load_encoder(encoder, p.encoder.trust_remote_code), len(p.labels.topics),
+                           len(p.tag_names), p.encoder.pooling).to(device)
+    training.apply_freeze(model, tp.freeze, tp.unfreeze_top_layers)
+    training.freeze_unused(model, rows, pad_id, device)
     lengths = [len(r["input_ids"]) for r in rows]
-    batches = shard(length_grouped_batches(lengths, tp["batch_size"], tp["seed"], tp["group_by_length"]), 0, 1)
-    batches = batches[:n_steps]
-    total = math.ceil(len(batches) / tp["grad_accum"])
-    optimizer, scheduler = make_optimizer(model, tp, total)
+    batches = training.shard(training.length_grouped_batches(lengths, tp.batch_size, tp.seed, tp.group_by_length),
+                             0, 1)[:n_steps]
+    optimizer, scheduler = training.make_optimizer(model, tp, math.ceil(len(batches) / tp.grad_accum))
+    # non-pad tokens per step: collate masks exactly each row's input_ids
+    tokens = [sum(lengths[i] for i in idx) for idx, _ in batches]
     model.train()
-    # the train stage's per-step bookkeeping, kept so this arm pays what the stage pays per step
-    sums = torch.zeros(7, dtype=torch.float64)
-    ends, tokens = [time.perf_counter()], []
-    for step, (idx, weight) in enumerate(batches):
-        batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx], pad_id).items()}
-        n_rows = len(idx) if weight else 0
-        n_real = int(batch["attention_mask"].sum())
-        boundary = (step + 1) % tp["grad_accum"] == 0 or step + 1 == len(batches)
-        losses = train_step(model, batch, weight, tp, optimizer, scheduler, boundary, nullcontext(), device)
-        if not all(math.isfinite(v) for v in losses):
-            raise SystemExit(f"project arm: non-finite loss {losses}")
-        if n_rows:
-            sums += torch.tensor([*(v * n_rows for v in losses), n_rows, batch["attention_mask"].numel() - n_real,
-                                  batch["attention_mask"].numel(), n_real], dtype=torch.float64)
-        tokens.append(n_real)
-        ends.append(time.perf_counter())
-    return ends, tokens
+    if tp.freeze == "encoder":
+        model.encoder.eval()  # as the stage does
+    clock = StepClock()
+    try:
+        training.run_epoch(model, rows, batches, tp, optimizer, scheduler, device, pad_id, world=1, progress=clock)
+    except training.LossNotFinite as exc:
+        raise SystemExit(f"project arm: {exc}") from None
+    return clock.ends, tokens
 
 
-def hf_arm(encoder: str, p: dict, rows: list[dict], tok, n_steps: int, out_dir: str):
+def hf_arm(encoder: str, p, rows: list[dict], tok, n_steps: int, out_dir: str):
     """Trainer + AutoModelForTokenClassification; returns (step end times, non-pad tokens per step)."""
     import torch
     from transformers import (
@@ -113,12 +108,9 @@ def hf_arm(encoder: str, p: dict, rows: list[dict], tok, n_steps: int, out_dir: 
         TrainingArguments,
     )
 
-    from pipeline import params as params_mod
-
-    tp = p["train"]
-    tags = params_mod.tag_names(p["labels"]["entities"])
+    tp = p.train
     model = AutoModelForTokenClassification.from_pretrained(
-        encoder, num_labels=len(tags), trust_remote_code=p["encoder"]["trust_remote_code"])
+        encoder, num_labels=len(p.tag_names), trust_remote_code=p.encoder.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
     data = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
     ends, tokens = [], []
@@ -137,12 +129,12 @@ def hf_arm(encoder: str, p: dict, rows: list[dict], tok, n_steps: int, out_dir: 
             return super().training_step(model, inputs, num_items_in_batch)
 
     targs = TrainingArguments(
-        output_dir=out_dir, per_device_train_batch_size=tp["batch_size"], gradient_accumulation_steps=tp["grad_accum"],
-        max_steps=math.ceil(n_steps / tp["grad_accum"]), learning_rate=tp["lr_encoder"],
-        weight_decay=tp["weight_decay"], warmup_steps=int(tp["warmup_ratio"] * n_steps),
-        max_grad_norm=tp["max_grad_norm"], seed=tp["seed"], use_cpu=True, report_to="none",
+        output_dir=out_dir, per_device_train_batch_size=tp.batch_size, gradient_accumulation_steps=tp.grad_accum,
+        max_steps=math.ceil(n_steps / tp.grad_accum), learning_rate=tp.lr_encoder,
+        weight_decay=tp.weight_decay, warmup_steps=int(tp.warmup_ratio * n_steps),
+        max_grad_norm=tp.max_grad_norm, seed=tp.seed, use_cpu=True, report_to="none",
         logging_strategy="no", save_strategy="no", eval_strategy="no", disable_tqdm=True,
-        dataloader_num_workers=0, train_sampling_strategy="group_by_length" if tp["group_by_length"] else "random")
+        dataloader_num_workers=0, train_sampling_strategy="group_by_length" if tp.group_by_length else "random")
     trainer = CountingTrainer(model=model, args=targs, train_dataset=data,
                               data_collator=DataCollatorForTokenClassification(tok), callbacks=[StepClock()])
     trainer.train()
@@ -152,18 +144,17 @@ def hf_arm(encoder: str, p: dict, rows: list[dict], tok, n_steps: int, out_dir: 
 
 
 def stage_arm(encoder: str, args, p_path: Path, rows_records: list[dict], n_steps: int, work: Path) -> dict:
-    """The real stage on a prepared validated + tokenized dir: one epoch of n_steps batches."""
-    from benchmarks.tokenize import write_validated
-
+    """The real train stage on a prepared validated + featurized dir: one epoch of n_steps batches."""
     d = work / "stage"
-    if not (d / "tokenized").is_dir():
-        write_validated(d / "validated", rows_records, n_steps * args.batch_size, n_other=32)
-        subprocess.run([sys.executable, "-m", "pipeline.tokenize", "--params", str(p_path), "--in-dir",
-                        str(d / "validated"), "--out-dir", str(d / "tokenized"), "--metrics", str(d / "tok.json"),
-                        "--report", str(d / "mis.jsonl")], cwd=C.REPO, check=True, capture_output=True)
-    cmd = [sys.executable, "-m", "pipeline.train", "--params", str(p_path), "--features", str(d / "tokenized"),
-           "--validated", str(d / "validated"), "--model-dir", str(d / "model"), "--checkpoint-dir", str(d / "ckpt"),
-           "--metrics", str(d / "train.json"), "--live-dir", str(d / "dvclive"), "--plot", str(d / "curves.png")]
+    if not (d / "features").is_dir():
+        C.write_validated(d / "validated", rows_records, n_steps * args.batch_size, n_other=32)
+        subprocess.run(C.stage_cmd("featurize", "--params", p_path, "--in-dir", d / "validated",
+                                   "--out-dir", d / "features", "--metrics", d / "featurize.json",
+                                   "--report", d / "misaligned.jsonl"),
+                       cwd=C.REPO, check=True, capture_output=True)
+    cmd = C.stage_cmd("train", "--params", p_path, "--features", d / "features", "--validated", d / "validated",
+                      "--model-dir", d / "model", "--checkpoint-dir", d / "ckpt", "--metrics", d / "train.json",
+                      "--live-dir", d / "dvclive", "--plot", d / "curves.png")
     res = subprocess.run(cmd, cwd=C.REPO, capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"train stage failed:\n{res.stderr[-2000:]}")
@@ -178,7 +169,7 @@ def measured(ends: list[float], tokens: list[int], warmup: int) -> tuple[float, 
 def run_encoder(encoder: str, args, work: Path) -> dict:
     import torch
 
-    from pipeline import params as params_mod
+    from pipeline.storage import params as params_mod
 
     p_path = C.write_params(args.params, work / "params.yaml", {
         "encoder.name": encoder, "train.batch_size": args.batch_size, "train.epochs": 1, "train.patience": 0,
@@ -197,12 +188,10 @@ def run_encoder(encoder: str, args, work: Path) -> dict:
                                                  "steps": len(tokens) - args.warmup})
         arms[name] = run
 
-    add("project step (pipeline.train)", lambda: project_arm(encoder, p, rows, tok.pad_token_id, n_steps))
-    add("HF Trainer (token classification)",
-        lambda: hf_arm(encoder, p, rows, tok, n_steps, str(work / "hf")))
+    add(PROJECT, lambda: project_arm(encoder, p, rows, tok.pad_token_id, n_steps))
+    add(HF, lambda: hf_arm(encoder, p, rows, tok, n_steps, str(work / "hf")))
     if args.stage:
-        arms["real stage (python -m pipeline.train)"] = lambda: results.setdefault(
-            "real stage (python -m pipeline.train)", []).append(
+        arms[STAGE] = lambda: results.setdefault(STAGE, []).append(
             {"tokens_per_s": stage_arm(encoder, args, p_path, C.load_records(args.data), n_steps, work)[
                 "tokens_per_second"]})
     C.log(f"train, {encoder}: {args.warmup}+{args.steps} steps x batch {args.batch_size}, {args.rounds} rounds, "
@@ -211,10 +200,10 @@ def run_encoder(encoder: str, args, work: Path) -> dict:
     out = {"encoder": encoder, "batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
            "rounds": args.rounds, "arms": {k: {"best_tokens_per_s": max(r["tokens_per_s"] for r in v), "runs": v}
                                            for k, v in results.items()}}
-    ours = out["arms"]["project step (pipeline.train)"]["best_tokens_per_s"]
-    hf = out["arms"]["HF Trainer (token classification)"]["best_tokens_per_s"]
+    ours = out["arms"][PROJECT]["best_tokens_per_s"]
+    hf = out["arms"][HF]["best_tokens_per_s"]
     out["ratio"] = ours / hf
-    pairs = zip(results["project step (pipeline.train)"], results["HF Trainer (token classification)"])
+    pairs = zip(results[PROJECT], results[HF])
     out["ratio_per_round"] = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in pairs]
     out["verdict"] = C.verdict(out["ratio"], TARGET, higher_is_better=True)
     return out
@@ -243,10 +232,10 @@ def main() -> None:
           f"target project/HF >= {TARGET})")
     rows = []
     for r in results["encoders"]:
-        hf = r["arms"]["HF Trainer (token classification)"]["best_tokens_per_s"]
+        hf = r["arms"][HF]["best_tokens_per_s"]
         for name, a in r["arms"].items():
             rows.append([C.short(r["encoder"]), name, round(a["best_tokens_per_s"], 1), round(a["best_tokens_per_s"] / hf, 3),
-                         r["verdict"] if name.startswith("project step (") else ""])
+                         r["verdict"] if name == PROJECT else ""])
     print(C.table(["encoder", "arm", "tokens/s", "ratio vs HF", "verdict"], rows))
     for r in results["encoders"]:
         print(f"{C.short(r['encoder'])}: project/HF within each round: "

@@ -1,4 +1,4 @@
-"""Tests for the pure alignment core (pipeline/align.py): spans <-> token tags, policies, windows."""
+"""Tests for the pure alignment core (pipeline/core/align.py): spans <-> token tags, policies, windows."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.align import (
+from pipeline.core.align import (
     IGNORE,
     AlignResult,
     Tokens,

@@ -1,4 +1,4 @@
-"""Bad-input corpus: each case runs `python -m pipeline.validate` on its own raw directory and
+"""Bad-input corpus: each case runs `python -m pipeline validate` on its own raw directory and
 states the exact outcome: exit status and the message (never a traceback, never a hang)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import e2e_helpers
+import helpers
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,13 +34,13 @@ GOOD = "".join(json.dumps({"id": f"good{i}", "sentence": f"Good sentence number 
 
 def run_validate(tmp: Path, overrides: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "pipeline.validate", "--params", "params.yaml",
+    return subprocess.run([sys.executable, "-m", "pipeline", "validate", "--params", "params.yaml",
                            "--out-dir", "out", "--metrics", "metrics.json"],
                           cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=timeout)
 
 
 def write_params(tmp: Path, overrides: dict | None) -> None:
-    e2e_helpers.write_params(tmp / "params.yaml", {"data.raw_dir": "raw", **(overrides or {})})
+    helpers.write_params(tmp / "params.yaml", {"data.raw_dir": "raw", **(overrides or {})})
 
 
 # setup functions, for what a dict of files cannot say ------------------------------------------------
@@ -305,7 +305,7 @@ def test_200k_records_in_reasonable_time_and_memory(tmp_path):
     # Run the stage in a child that reports its own peak RSS (ru_maxrss: KiB on Linux).
     code = ("import resource, sys, runpy; sys.argv = ['validate', '--params', 'params.yaml', '--out-dir', 'out', "
             "'--metrics', 'metrics.json']\n"
-            "try:\n    runpy.run_module('pipeline.validate', run_name='__main__')\n"
+            "try:\n    runpy.run_module('pipeline.stages.validate', run_name='__main__')\n"
             "finally:\n    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=False, capture_output=True, text=True, timeout=120,

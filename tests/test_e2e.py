@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from e2e_helpers import REPO, env, make_project, run, stages_run
+from helpers import REPO, env, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -19,7 +19,7 @@ def project(tmp_path_factory, tiny_gpt_neo):
 
 def test_repro_writes_everything_then_is_up_to_date(project):
     first = run(["dvc", "repro"], project)
-    assert stages_run(first.stdout) == ["validate", "tokenize", "train", "evaluate", "predict"]
+    assert stages_run(first.stdout) == ["validate", "featurize", "train", "evaluate", "predict"]
     data = json.loads((project / "metrics/data.json").read_text())
     assert data["read"] == data["kept"] + data["rejected"] and data["kept"] == 166
     evaluation = json.loads((project / "metrics/eval.json").read_text())
@@ -61,8 +61,8 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
 
     assert changed_stages("train", "lr_heads", 0.5) == {"train"}
     assert changed_stages("predict", "batch_size", 3) == {"predict"}
-    assert changed_stages("encoder", "name", "elsewhere") == {"tokenize", "train"}
-    assert changed_stages("tokenize", "stride", 4) == {"tokenize"}
+    assert changed_stages("encoder", "name", "elsewhere") == {"featurize", "train"}
+    assert changed_stages("tokenize", "stride", 4) == {"featurize"}
 
 
 def test_default_hub_encoder_offline_fails_with_one_line(tmp_path, project):
@@ -71,7 +71,7 @@ def test_default_hub_encoder_offline_fails_with_one_line(tmp_path, project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["encoder"]["name"] = "EleutherAI/gpt-neo-125m"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.tokenize", "--params", str(tmp_path / "params.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "featurize", "--params", str(tmp_path / "params.yaml"),
                            "--in-dir", str(project / "data/validated"), "--out-dir", str(tmp_path / "tok"),
                            "--metrics", str(tmp_path / "m.json"), "--report", str(tmp_path / "r.jsonl")],
                           cwd=REPO, env={**environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120, check=False)

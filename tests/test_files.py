@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from pipeline.files import atomic_path, write_jsonl, write_text
+from pipeline.storage.files import atomic_path, write_jsonl, write_text
 
 KILLED_WRITER = """
 import os, signal, sys
-from pipeline.files import atomic_path
+from pipeline.storage.files import atomic_path
 with atomic_path(sys.argv[1], is_dir=sys.argv[2] == "dir") as tmp:
     target = tmp / "part.txt" if sys.argv[2] == "dir" else tmp
     target.write_text("half")
@@ -50,7 +50,7 @@ def test_sigkill_mid_write_keeps_old_output_and_next_write_cleans_up(tmp_path, k
 
 
 def test_write_jsonl_counts_and_round_trips(tmp_path):
-    from pipeline.files import read_jsonl
+    from pipeline.storage.files import read_jsonl
 
     records = [{"sentence": "naïve 🚀", "n": 1}, {"sentence": "北京", "n": 2}]
     assert write_jsonl(tmp_path / "a.jsonl", records) == 2

@@ -1,4 +1,4 @@
-"""Importers (pipeline/importers.py) and the Label Studio export (pipeline/export.py), on small
+"""The import stage and its formats (pipeline/formats/) and the Label Studio export, on small
 files in the real formats: CoNLL (IOB2, IOB1, BIOES, -DOCSTART-, CoNLL-2003 columns), Label
 Studio JSON with UTF-16 offsets, spaCy-style JSONL; label mapping; the export -> import round trip;
 the imported files pass the validate stage; bad inputs fail in one line."""
@@ -11,24 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ENTITIES, REPO, TOPICS
 
-from pipeline.files import PipelineError
-from pipeline.importers import (
-    apply_labels,
-    check_items,
-    join_tokens,
-    parse_conll,
-    parse_labelstudio,
-    parse_mapping,
-    parse_spacy,
-    to_codepoint,
-    to_utf16,
-)
+from pipeline.formats.common import check_items
+from pipeline.formats.conll import join_tokens, parse_conll
+from pipeline.formats.labels import apply_labels, parse_mapping
+from pipeline.formats.labelstudio import parse_labelstudio, to_codepoint, to_utf16
+from pipeline.formats.spacy_docs import parse_spacy
+from pipeline.storage.errors import PipelineError
 
-REPO = Path(__file__).resolve().parents[1]
 PARAMS = str(REPO / "params.yaml")
-TOPICS = ["travel", "technology", "politics", "other"]
-ENTITIES = ["PERSON", "LOC", "ORG", "DATE"]
 
 
 def u16(s: str, i: int) -> int:
@@ -36,14 +28,14 @@ def u16(s: str, i: int) -> int:
     return len(s[:i].encode("utf-16-le")) // 2
 
 
-def cli(module: str, *args, cwd: Path) -> subprocess.CompletedProcess:
+def cli(stage: str, *args, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "pipeline", stage, *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
 
 
 def run_import(tmp: Path, fmt: str, *args) -> subprocess.CompletedProcess:
-    return cli("pipeline.importers", fmt, *args, "--params", PARAMS, cwd=tmp)
+    return cli("import", fmt, *args, "--params", PARAMS, cwd=tmp)
 
 
 def read_out(path: Path) -> list[dict]:
@@ -303,7 +295,7 @@ def test_cli_imports_all_formats_and_validate_accepts_them(tmp_path):
     assert "note: 2 spans with unknown label 'GPE' dropped" in proc.stdout
     assert all(s["type"] != "GPE" for r in read_out(raw / "spacy.jsonl") for s in r["task_B"] or [])
 
-    proc = cli("pipeline.validate", "--raw-dir", raw, "--params", PARAMS, "--out-dir", tmp_path / "validated",
+    proc = cli("validate", "--raw-dir", raw, "--params", PARAMS, "--out-dir", tmp_path / "validated",
                "--metrics", tmp_path / "data.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "rejected 0" in proc.stdout
@@ -320,7 +312,7 @@ def test_cli_unknown_label_is_an_error(tmp_path):
 
 
 def test_help_has_examples(tmp_path):
-    for module in ("pipeline.importers", "pipeline.export"):
+    for module in ("import", "export"):
         proc = cli(module, "--help", cwd=tmp_path)
         assert proc.returncode == 0 and "examples:" in proc.stdout
 
@@ -354,7 +346,7 @@ def test_export_labelstudio_then_import_round_trip(tmp_path):
     preds.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in PREDICTIONS), encoding="utf-8")
     for r in PREDICTIONS:
         assert_consistent([r])
-    proc = cli("pipeline.export", "labelstudio", preds, "--output", tmp_path / "tasks.json", "--model-version", "v7",
+    proc = cli("export", "labelstudio", preds, "--output", tmp_path / "tasks.json", "--model-version", "v7",
                "--params", PARAMS, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     tasks = json.loads((tmp_path / "tasks.json").read_text(encoding="utf-8"))
@@ -448,6 +440,6 @@ def test_bad_flags_are_one_line(tmp_path, args, expected):
 def test_export_bad_prediction_is_one_line(tmp_path):
     (tmp_path / "p.jsonl").write_text(json.dumps({"sentence": "Hi Bob", "task_A": "travel", "task_B": [
         {"text": "Bob", "type": "PER", "start": 3, "end": 6}]}) + "\n", encoding="utf-8")
-    proc = cli("pipeline.export", "labelstudio", "p.jsonl", "--output", "t.json", "--params", PARAMS, cwd=tmp_path)
+    proc = cli("export", "labelstudio", "p.jsonl", "--output", "t.json", "--params", PARAMS, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: p.jsonl:1: task_B[0].type: unknown entity type 'PER'"), proc.stderr

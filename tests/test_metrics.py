@@ -1,11 +1,11 @@
-"""Scores (pipeline/metrics.py) on small cases computed by hand: exact-span NER P/R/F1 (micro and
+"""Scores (pipeline/core/metrics.py) on small cases computed by hand: exact-span NER P/R/F1 (micro and
 per type), topic accuracy and macro-F1 over annotated records only, seqeval strict IOB2, the error
 kinds shown to annotators, and "nothing to score" as absent rather than zero."""
 from __future__ import annotations
 
 import pytest
 
-from pipeline.metrics import select_score, seqeval_f1, span_errors, span_metrics, topic_metrics
+from pipeline.core.metrics import select_score, seqeval_f1, span_errors, span_metrics, topic_metrics
 
 TYPES = ["PERSON", "LOC", "ORG", "DATE"]
 TOPICS = ["travel", "technology", "politics", "other"]

@@ -1,5 +1,6 @@
-"""The multi-task model (pipeline/model.py): masked pooling, the masked loss, output shapes, and
-the self-contained model directory (save/load round trip, clear errors for damaged dirs)."""
+"""The multi-task model (pipeline/core/model.py): masked pooling, the masked loss, output shapes;
+and the self-contained model directory (pipeline/storage/model_dir.py): save/load round trip,
+clear errors for damaged directories."""
 from __future__ import annotations
 
 import json
@@ -8,10 +9,11 @@ import shutil
 import pytest
 import torch
 
-from pipeline.align import IGNORE
-from pipeline.encoder import load_encoder, load_tokenizer
-from pipeline.files import PipelineError
-from pipeline.model import MODEL_CONFIG, WEIGHTS, MultiTaskModel, load, masked_ce, pool, save
+from pipeline.core.align import IGNORE
+from pipeline.core.model import ModelMeta, MultiTaskModel, masked_ce, pool
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.hub import load_encoder, load_tokenizer
+from pipeline.storage.model_dir import MODEL_CONFIG, WEIGHTS, load, save
 
 TOPICS = ["travel", "technology", "politics", "other"]
 ENTITIES = ["PERSON", "LOC", "ORG", "DATE"]
@@ -96,9 +98,9 @@ def test_forward_shapes_and_losses(model_and_tokenizer):
 
 
 def save_tiny(model, tok, path):
-    save(model, tok, path, {"encoder_name": "tiny", "topics": TOPICS, "entities": ENTITIES, "tags": TAGS,
-                            "max_length": 32, "stride": 4, "label_subwords": "first", "misaligned": "expand",
-                            "n_prefix": 0, "best_epoch": 1})
+    save(model, tok, path, ModelMeta(encoder_name="tiny", pooling=model.pooling, topics=TOPICS, entities=ENTITIES,
+                                     tags=TAGS, max_length=32, stride=4, label_subwords="first", misaligned="expand",
+                                     n_prefix=0, best_epoch=1))
     return path
 
 
@@ -108,7 +110,7 @@ def test_save_load_round_trip_gives_identical_outputs(model_and_tokenizer, tmp_p
         model.topic_head[1].weight.add_(0.5)  # not the init: the loaded heads must come from the file
     path = save_tiny(model, tok, tmp_path / "m")
     loaded, tok2, meta = load(path)
-    assert meta["topics"] == TOPICS and meta["pooling"] == "mean"
+    assert meta.topics == TOPICS and meta.pooling == "mean" and meta.best_epoch == 1
     assert not loaded.training
     ids, mask = batch(tok, ["José Martínez flew from São Paulo to New York City.", "Zoë"])
     assert torch.equal(ids, batch(tok2, ["José Martínez flew from São Paulo to New York City.", "Zoë"])[0])
@@ -208,4 +210,4 @@ def test_load_tokenizer_of_another_family(saved, wordpiece_tokenizer):
 def test_saved_dir_is_self_contained(saved, tmp_path):
     moved = shutil.move(str(saved), str(tmp_path / "elsewhere"))
     _, tok, meta = load(moved)
-    assert meta["tags"] == TAGS and tok.pad_token is not None
+    assert meta.tags == TAGS and tok.pad_token is not None

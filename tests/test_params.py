@@ -1,15 +1,18 @@
-"""params.yaml schema check (pipeline/params.py): every bad value fails in one clear line."""
+"""params.yaml typed models and check (pipeline/storage/params.py): every bad value fails in one clear line."""
 from __future__ import annotations
 
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
-from pipeline.files import PipelineError
-from pipeline.params import SCHEMA, check, load, tag_names, with_overrides
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.params import LEAF_KEYS, Params, TrainParams, check, load, tag_names, with_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
@@ -42,18 +45,19 @@ def error_of(tree) -> str:
 
 
 def test_repository_params_are_valid():
-    assert check(copy.deepcopy(BASE)) == BASE
-    assert load(REPO / "params.yaml") == BASE
+    assert check(copy.deepcopy(BASE)).tree() == BASE
+    assert load(REPO / "params.yaml").tree() == BASE
+    assert list(load(REPO / "params.yaml").tree()) == list(BASE)   # same section order as the file
 
 
-def test_every_schema_key_is_in_the_repository_params():
+def test_every_model_key_is_in_the_repository_params_and_back():
     def flat(tree, prefix=""):
         for k, v in tree.items():
             if isinstance(v, dict):
                 yield from flat(v, f"{prefix}{k}.")
             else:
                 yield f"{prefix}{k}"
-    assert set(flat(BASE)) == set(SCHEMA)
+    assert list(flat(BASE)) == list(LEAF_KEYS)   # same keys, same order
 
 
 # ---- unknown keys --------------------------------------------------------------------------------
@@ -114,8 +118,9 @@ def test_wrong_types(key, value, expected):
 
 
 def test_int_is_accepted_where_a_float_is_expected():
-    tree = check(tree_with(**{"train.lr_encoder": 0, "data.split.dev": 0}))
-    assert tree["train"]["lr_encoder"] == 0
+    p = check(tree_with(**{"train.lr_encoder": 0, "data.split.dev": 0}))
+    assert p.train.lr_encoder == 0 and isinstance(p.train.lr_encoder, float)
+    assert isinstance(p.data.split.dev, float)
 
 
 # ---- ranges and choices --------------------------------------------------------------------------
@@ -256,7 +261,7 @@ def test_exponent_floats_without_a_dot_load_as_numbers(tmp_path, written, value)
         with pytest.raises(PipelineError, match=r"lr_encoder' must be >= 0\.0 \(got -2000\.0\)"):
             load(path)
     else:
-        assert load(path)["train"]["lr_encoder"] == pytest.approx(value)
+        assert load(path).train.lr_encoder == pytest.approx(value)
 
 
 def test_with_overrides_sets_dotted_keys_on_a_copy():
@@ -264,3 +269,103 @@ def test_with_overrides_sets_dotted_keys_on_a_copy():
     out = with_overrides(tree, {"train.epochs": 2, "encoder.name": "y"})
     assert out == {"train": {"epochs": 2, "lr_encoder": 1e-4}, "encoder": {"name": "y"}}
     assert tree["train"]["epochs"] == 8 and tree["encoder"]["name"] == "x"  # the input is left alone
+
+
+# ---- the typed models ------------------------------------------------------------------------------
+
+def test_typed_access_gives_python_types(tmp_path):
+    text = re.sub(r"lr_encoder: \S+", "lr_encoder: 1", (REPO / "params.yaml").read_text(encoding="utf-8"))
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    p = load(tmp_path / "p.yaml")
+    assert isinstance(p, Params) and isinstance(p.train, TrainParams)
+    assert isinstance(p.train.lr_encoder, float) and p.train.lr_encoder == 1.0   # YAML `1` for a float key
+    assert isinstance(p.train.epochs, int) and not isinstance(p.train.epochs, bool)
+    assert p.labels.topics == BASE["labels"]["topics"] and all(isinstance(t, str) for t in p.labels.topics)
+    assert p.data.split.dev == BASE["data"]["split"]["dev"]
+    assert isinstance(p.train.resume, bool) and isinstance(p.encoder.name, str)
+
+
+def test_validate_section_is_an_attribute_and_a_key():
+    p = check(copy.deepcopy(BASE))
+    assert p.validate.on_error == BASE["validate"]["on_error"]
+    assert p.validate is p.validate_
+    assert p.model_dump()["validate"] == BASE["validate"]
+    assert "validate_" not in p.tree()
+
+
+def test_defining_the_models_prints_no_pydantic_warning():
+    # a field named `validate` would warn ("shadows an attribute in parent BaseModel"); import afresh
+    code = "import pipeline.storage.params as m; m.load('params.yaml').validate"
+    run = subprocess.run([sys.executable, "-W", "error", "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=False)
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+
+
+def test_models_are_frozen():
+    p = check(copy.deepcopy(BASE))
+    with pytest.raises(pydantic.ValidationError):
+        p.train.epochs = 1
+    with pytest.raises(pydantic.ValidationError):
+        p.train = p.train
+    assert p.train.epochs == BASE["train"]["epochs"]
+
+
+def test_every_model_forbids_extra_keys_and_is_strict():
+    for model in {Params} | {type(getattr(check(copy.deepcopy(BASE)), s)) for s in Params.model_fields}:
+        assert model.model_config["extra"] == "forbid" and model.model_config["strict"]
+        assert model.model_config["frozen"]
+
+
+@pytest.mark.parametrize("where", [(), ("train",), ("data", "split")])
+def test_extra_forbid_rejects_unknown_keys_without_the_pre_check(where):
+    tree = copy.deepcopy(BASE)
+    node = tree
+    for key in where:
+        node = node[key]
+    node["surplus"] = 1
+    with pytest.raises(pydantic.ValidationError) as info:
+        Params.model_validate(tree)
+    assert [e["type"] for e in info.value.errors()] == ["extra_forbidden"]
+
+
+@pytest.mark.parametrize("key", ["train.epochs", "tokenize.stride", "train.seed", "train.lr_heads", "data.split.dev"])
+def test_a_bool_is_refused_for_numbers_even_without_the_pre_check(key):
+    with pytest.raises(pydantic.ValidationError):
+        Params.model_validate(tree_with(**{key: True}))
+    assert "must be" in error_of(tree_with(**{key: False}))
+
+
+def test_a_number_is_refused_for_a_string():
+    assert error_of(tree_with(**{"encoder.name": 3})) == "params.yaml: 'encoder.name' must be a string, got integer 3"
+    assert error_of(tree_with(**{"encoder.pooling": 1})) == \
+        "params.yaml: 'encoder.pooling' must be a string, got integer 1"
+
+
+def test_a_bad_key_is_reported_before_a_missing_key_and_before_cross_key_rules():
+    tree = tree_with(**{"train.alpha": 0, "train.beta": 0, "data.split.dev": 0.6, "data.split.test": 0.6})
+    assert error_of(tree).startswith("params.yaml: data.split.dev + data.split.test must be < 1")
+    tree = tree_with(**{"train.alpha": 0, "train.beta": 0, "tokenize.stride": 64})
+    assert error_of(tree) == "params.yaml: train.alpha and train.beta are both 0: nothing to train"
+    del tree["predict"]
+    assert error_of(tree) == "params.yaml: missing key 'predict.input' (and 3 more)"
+    tree["evaluate"]["batch_size"] = 0
+    assert error_of(tree) == "params.yaml: 'evaluate.batch_size' must be >= 1 (got 0)"
+
+
+def test_a_whole_nested_section_missing():
+    tree = tree_with()
+    del tree["data"]["split"]
+    assert error_of(tree) == "params.yaml: missing key 'data.split.dev' (and 2 more)"
+
+
+def test_tree_is_a_plain_copy():
+    p = check(copy.deepcopy(BASE))
+    tree = p.tree()
+    tree["labels"]["topics"].append("extra")
+    assert p.labels.topics == BASE["labels"]["topics"]
+    assert check(with_overrides(p.tree(), {"train.epochs": 3})).train.epochs == 3
+
+
+def test_params_tag_names():
+    p = check(tree_with(**{"labels.entities": ["PER", "LOC"]}))
+    assert p.tag_names == ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"] == tag_names(p.labels.entities)

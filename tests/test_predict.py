@@ -1,8 +1,8 @@
-"""The predict CLI (pipeline/predict.py) on a tiny trained model: every input form, JSONL that
+"""The predict stage (pipeline/stages/predict.py) on a tiny trained model: every input form, JSONL that
 the validate stage accepts as training data, the pretty format, the caps, clear errors, and long
 sentences split into windows and merged back into one record.
 
-Most runs are in-process (`run_cli(main)` with sys.argv set: no interpreter start-up per case);
+Most runs are in-process (`run_cli(main, argv)`: no interpreter start-up per case);
 stdin and one error case run as real subprocesses."""
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train import KEYWORDS, prepare, run_stage, subprocess_env, toy_set, train_args, write_params, write_project
+from helpers import KEYWORDS, prepare, run_stage, subprocess_env, toy_set, train_args, write_project, write_toy_params
 
-from pipeline import predict as predict_mod
-from pipeline import train as train_mod
-from pipeline import validate as validate_mod
+from pipeline.stages import predict as predict_mod
+from pipeline.stages import train as train_mod
+from pipeline.stages import validate as validate_mod
 
 TOPICS = list(KEYWORDS)
 TYPES = {"PERSON", "LOC", "ORG", "DATE"}
@@ -109,7 +109,7 @@ def test_directory_of_files(project, capsys):
 
 
 def test_stdin_in_a_real_process(project):
-    proc = subprocess.run([sys.executable, "-m", "pipeline.predict", "--params", "params.yaml", "--model", "model",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--params", "params.yaml", "--model", "model",
                            "--input", "-"], input="Zoë visited Frankfurt.\n\nTim Cook likes soup.\n",
                           cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -126,7 +126,7 @@ def validate_predictions(project: Path, capsys, name: str, records: list[dict]) 
     raw.mkdir(exist_ok=True)
     (raw / "pred.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records),
                                     encoding="utf-8")
-    write_params(project / f"params_{name}.yaml", Path("unused"), **{"validate.on_error": "fail"})
+    write_toy_params(project / f"params_{name}.yaml", Path("unused"), **{"validate.on_error": "fail"})
     capsys.readouterr()
     code = run_stage(validate_mod, project, "--params", f"params_{name}.yaml", "--raw-dir", f"raw_{name}",
                      "--out-dir", f"val_{name}", "--metrics", f"metrics/{name}.json")
@@ -193,7 +193,7 @@ def one_line_error(code: int, err: str) -> str:
 
 
 def test_max_chars(project, capsys, tiny_gpt_neo):
-    write_params(project / "params_caps.yaml", tiny_gpt_neo, **{"predict.max_chars": 20, "predict.max_records": 3})
+    write_toy_params(project / "params_caps.yaml", tiny_gpt_neo, **{"predict.max_chars": 20, "predict.max_records": 3})
     code, out, err = predict(project, capsys, "short one", "x" * 21, params="params_caps.yaml")
     line = one_line_error(code, err)
     assert "argument 2" in line and "21 characters" in line and "predict.max_chars=20" in line
@@ -202,7 +202,7 @@ def test_max_chars(project, capsys, tiny_gpt_neo):
 
 
 def test_max_records(project, capsys, tiny_gpt_neo):
-    write_params(project / "params_caps.yaml", tiny_gpt_neo, **{"predict.max_chars": 20, "predict.max_records": 3})
+    write_toy_params(project / "params_caps.yaml", tiny_gpt_neo, **{"predict.max_chars": 20, "predict.max_records": 3})
     (project / "four.txt").write_text("a\nb\nc\nd\n", encoding="utf-8")
     code, out, err = predict(project, capsys, "--input", "four.txt", "--output", "capped.jsonl",
                              params="params_caps.yaml")
@@ -236,7 +236,7 @@ def test_input_errors_are_one_line(project, capsys, args, message):
 
 
 def test_missing_model_dir_in_a_real_process(project):
-    proc = subprocess.run([sys.executable, "-m", "pipeline.predict", "--params", "params.yaml",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--params", "params.yaml",
                            "--model", "no_such_model", "hello"],
                           cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
@@ -246,9 +246,9 @@ def test_missing_model_dir_in_a_real_process(project):
 # windows -----------------------------------------------------------------------------------------
 
 def test_long_sentence_is_windowed_and_merged_into_one_record(project, capsys):
-    predictor = predict_mod.Predictor(str(project / "model"), device="cpu")
-    assert predictor.meta["max_length"] == MAX_LENGTH and predictor.meta["stride"] == STRIDE
-    rows = predictor.encoder.encode([{"sentence": LONG}]).rows
+    predictor = predict_mod.load_predictor(str(project / "model"), device="cpu")
+    assert predictor.meta.max_length == MAX_LENGTH and predictor.meta.stride == STRIDE
+    rows = predictor.featurizer.encode([{"sentence": LONG}]).rows
     assert len(rows) >= 3  # really split into windows
     n_tokens = rows[-1]["token_start"] + len(rows[-1]["starts"])
     first_window_end = max(rows[0]["ends"])
@@ -261,7 +261,7 @@ def test_long_sentence_is_windowed_and_merged_into_one_record(project, capsys):
     spans = recs[0]["task_B"]
     assert spans and any(s["start"] >= first_window_end for s in spans)  # entities found past window 1
 
-    from pipeline.inference import predict_rows
+    from pipeline.core.inference import predict_rows
     # batch size 1: each window runs alone (no padding), yet merges to what the CLI's one batch gave
     [merged] = predict_rows(predictor.model, rows, [LONG], predictor.meta, 1, predictor.tokenizer.pad_token_id,
                             predictor.device)

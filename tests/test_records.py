@@ -1,4 +1,4 @@
-"""The data contract (pipeline/records.py): one test per check, each asserting the exact message,
+"""The data contract (pipeline/core/records.py): one test per check, each asserting the exact message,
 plus a property test that every valid record passes unchanged."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.records import (
+from pipeline.core.records import (
     check_record,
     check_span,
     hash_normalised,

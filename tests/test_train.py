@@ -1,133 +1,37 @@
-"""The train and evaluate stages (pipeline/train.py, pipeline/evaluate.py) on the tiny GPT-Neo
-fixture: learning a separable toy set, partial labels, freezing, determinism, resume, DDP on CPU
-(torchrun, 2 processes), and what evaluate writes.
+"""The train and evaluate stages (pipeline/stages/) and the training loop's pieces
+(pipeline/core/training.py) on the tiny GPT-Neo fixture: learning a separable toy set, partial
+labels, freezing, determinism, resume, DDP on CPU (torchrun, 2 processes), and what evaluate writes.
 
-The stages run in-process (their CLI entry, `run_cli(main)`, with sys.argv set) where that is
+The stages run in-process (their CLI entry, `run_cli(main, argv)`) where that is
 enough, which saves the few seconds each interpreter needs to import torch and transformers;
 the checks that must see a real process (torchrun, the one-line error) run as subprocesses."""
 from __future__ import annotations
 
 import json
-import os
-import random
 import shutil
-import signal
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
-import e2e_helpers
 import pytest
 import torch
+from helpers import (
+    evaluate_args,
+    prepare,
+    run_stage,
+    subprocess_env,
+    toy_record,
+    toy_set,
+    train,
+    train_args,
+    write_project,
+    write_toy_params,
+)
 
-from pipeline import evaluate as evaluate_mod
-from pipeline import tokenize as tokenize_mod
-from pipeline import train as train_mod
-from pipeline import validate as validate_mod
-from pipeline.files import run_cli
-
-REPO = Path(__file__).resolve().parents[1]
-
-# A separable toy task: the topic is fixed by one keyword, PERSON and LOC come from short lists.
-KEYWORDS = {"travel": "flight", "technology": "software", "politics": "election", "other": "soup"}
-PEOPLE = ["Tim Cook", "Zoë", "José Martínez", "Sarah Mitchell", "Freja Andersen"]
-PLACES = ["Paris", "Frankfurt", "Cupertino", "Denver", "São Paulo"]
-TEMPLATES = [
-    "{who} talked about the {kw} in {where} on day {i}.",
-    "In {where}, {who} praised the {kw} for the {i}th time.",
-    "The {kw} news from {where} surprised {who} again ({i}).",
-]
-
-
-def toy_record(i: int, split: str | None = None, topic: bool = True, ner: bool = True) -> dict:
-    """Record i of the toy set (its text is unique per i); task_A/task_B left out on request."""
-    rng = random.Random(i)
-    label = list(KEYWORDS)[i % 4]
-    who, where = rng.choice(PEOPLE), rng.choice(PLACES)
-    sentence = rng.choice(TEMPLATES).format(who=who, where=where, kw=KEYWORDS[label], i=i)
-    spans = sorted(({"text": who, "type": "PERSON", "start": sentence.index(who), "end": sentence.index(who) + len(who)},
-                    {"text": where, "type": "LOC", "start": sentence.index(where),
-                     "end": sentence.index(where) + len(where)}), key=lambda s: s["start"])
-    rec = {"id": f"toy-{i}", "sentence": sentence, "task_A": label if topic else None,
-           "task_B": spans if ner else None}
-    if split:
-        rec["split"] = split
-    return rec
-
-
-def toy_set(n_train: int = 40, n_dev: int = 12, n_test: int = 12) -> list[dict]:
-    return ([toy_record(i, "train") for i in range(n_train)]
-            + [toy_record(1000 + i, "dev") for i in range(n_dev)]
-            + [toy_record(2000 + i, "test") for i in range(n_test)])
-
-
-def write_project(root: Path, encoder: Path, records: list[dict], **overrides) -> Path:
-    """A project dir: raw/toy.jsonl and a params.yaml (the repository's, with dotted overrides)."""
-    (root / "raw").mkdir(parents=True, exist_ok=True)
-    (root / "raw" / "toy.jsonl").write_text(
-        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    write_params(root / "params.yaml", encoder, **overrides)
-    return root
-
-
-FAST = {"train.epochs": 2, "train.batch_size": 8, "train.lr_encoder": 1.0e-3, "train.lr_heads": 1.0e-2,
-        "train.warmup_ratio": 0.0, "train.patience": 0}
-
-
-def write_params(path: Path, encoder: Path, **overrides) -> Path:
-    return e2e_helpers.write_params(path, {"data.raw_dir": "raw", "encoder.name": str(encoder), **FAST, **overrides})
-
-
-@contextmanager
-def stage_env(cwd: Path, argv: list[str]):
-    """sys.argv and cwd for an in-process stage run; restores what train changes process-wide
-    (deterministic algorithms, the SIGTERM handler)."""
-    old = (sys.argv, os.getcwd(), signal.getsignal(signal.SIGTERM),
-           torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
-    sys.argv = argv
-    os.chdir(cwd)
-    try:
-        yield
-    finally:
-        sys.argv = old[0]
-        os.chdir(old[1])
-        signal.signal(signal.SIGTERM, old[2])
-        torch.use_deterministic_algorithms(old[3], warn_only=old[4])
-
-
-def run_stage(module, cwd: Path, *args: str) -> int:
-    """Run a stage's CLI in-process; the exit status (0, or what run_cli exits with)."""
-    with stage_env(cwd, [module.__name__, *args]):
-        try:
-            run_cli(module.main)
-        except SystemExit as exc:
-            return int(exc.code or 0)
-    return 0
-
-
-def prepare(root: Path) -> None:
-    """validate + tokenize a project dir written by write_project."""
-    assert run_stage(validate_mod, root, "--params", "params.yaml", "--raw-dir", "raw", "--out-dir", "val",
-                     "--metrics", "metrics/data.json") == 0
-    assert run_stage(tokenize_mod, root, "--params", "params.yaml", "--in-dir", "val", "--out-dir", "tok",
-                     "--metrics", "metrics/tokenize.json", "--report", "reports/misaligned.jsonl") == 0
-
-
-def train_args(name: str = "model", params: str = "params.yaml") -> list[str]:
-    return ["--params", params, "--features", "tok", "--validated", "val", "--model-dir", name,
-            "--checkpoint-dir", f"ckpt_{name}", "--metrics", f"metrics/train_{name}.json",
-            "--live-dir", f"live_{name}", "--plot", f"plots/train_{name}.png"]
-
-
-def train(root: Path, name: str = "model", params: str = "params.yaml") -> Path:
-    assert run_stage(train_mod, root, *train_args(name, params)) == 0
-    return root / name
-
-
-def evaluate_args(model: str = "model", params: str = "params.yaml", out: str = "eval") -> list[str]:
-    return ["--params", params, "--model-dir", model, "--features", "tok", "--validated", "val",
-            "--metrics", f"metrics/{out}.json", "--errors", f"reports/{out}_errors.jsonl", "--plots-dir", f"plots_{out}"]
+from pipeline.core import training
+from pipeline.stages import evaluate as evaluate_mod
+from pipeline.stages import train as train_mod
+from pipeline.storage import checkpoints, feature_store
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -140,10 +44,6 @@ def history(root: Path, name: str = "model") -> list[dict]:
     return json.loads((root / f"ckpt_{name}" / "state.json").read_text())["history"]
 
 
-def subprocess_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
 # fixtures ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -151,7 +51,7 @@ def project(tmp_path_factory, tiny_gpt_neo) -> Path:
     """The toy set (40 train, 12 dev, 12 test), validated and tokenized once for this module."""
     root = write_project(tmp_path_factory.mktemp("toy"), tiny_gpt_neo, toy_set())
     prepare(root)
-    write_params(root / "params_fit.yaml", tiny_gpt_neo, **{"train.epochs": 12})
+    write_toy_params(root / "params_fit.yaml", tiny_gpt_neo, **{"train.epochs": 12})
     return root
 
 
@@ -168,12 +68,12 @@ def two_epochs(project) -> Path:
 
 
 def score(model_dir: Path, root: Path, split: str) -> tuple[dict, list[dict], list[dict]]:
-    from pipeline.files import read_jsonl
-    from pipeline.model import load
-    from pipeline.scoring import score_split
+    from pipeline.core.scoring import score_split
+    from pipeline.storage.files import read_jsonl
+    from pipeline.storage.model_dir import load
 
     model, tok, meta = load(model_dir)
-    rows = tokenize_mod.load_features(root / "tok" / f"{split}.parquet")
+    rows = feature_store.load_features(root / "tok" / f"{split}.parquet")
     records = list(read_jsonl(root / "val" / f"{split}.jsonl"))
     result, preds = score_split(model, rows, records, meta, 16, tok.pad_token_id, torch.device("cpu"))
     return result, preds, records
@@ -213,7 +113,7 @@ def test_partial_label_batches_train_without_nan(tmp_path, tiny_gpt_neo):
 
 @pytest.mark.parametrize("mode", ["encoder", "top_k"])
 def test_freezing_leaves_frozen_weights_bit_identical(project, tiny_gpt_neo, mode):
-    write_params(project / f"params_{mode}.yaml", tiny_gpt_neo,
+    write_toy_params(project / f"params_{mode}.yaml", tiny_gpt_neo,
                  **{"train.epochs": 1, "train.freeze": mode, "train.unfreeze_top_layers": 1})
     trained = weights(train(project, f"freeze_{mode}", f"params_{mode}.yaml"))
     initial = weights(tiny_gpt_neo)
@@ -244,20 +144,20 @@ def test_two_runs_with_the_same_params_are_identical(project, two_epochs):
 
 
 def test_resume_continues_from_the_checkpoint_after_a_kill(project, two_epochs, monkeypatch, capsys):
-    real_save = train_mod.save_checkpoint
+    real_save = checkpoints.save_checkpoint
 
     def save_then_die(path, model, optimizer, scheduler, state, best_state):
         real_save(path, model, optimizer, scheduler, state, best_state)
         raise KeyboardInterrupt  # what SIGTERM becomes in train: killed right after epoch 1's checkpoint
 
-    monkeypatch.setattr(train_mod, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
     assert run_stage(train_mod, project, *train_args("resumed")) == 130
     assert "error: interrupted" in capsys.readouterr().err
     assert not (project / "resumed").exists()
     assert [h["epoch"] for h in history(project, "resumed")] == [1]
-    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
 
-    write_params(project / "params_resume.yaml", Path(json.loads(
+    write_toy_params(project / "params_resume.yaml", Path(json.loads(
         (two_epochs / "multitask.json").read_text())["encoder_name"]), **{"train.resume": True})
     assert run_stage(train_mod, project, *train_args("resumed", "params_resume.yaml")) == 0
     assert "resuming after epoch 1" in capsys.readouterr().out
@@ -269,7 +169,7 @@ def test_resume_continues_from_the_checkpoint_after_a_kill(project, two_epochs, 
 
 def test_resume_with_other_params_starts_afresh(project, two_epochs, tiny_gpt_neo, capsys):
     shutil.copytree(project / "ckpt_det_a", project / "ckpt_other", dirs_exist_ok=True)
-    write_params(project / "params_other.yaml", tiny_gpt_neo,
+    write_toy_params(project / "params_other.yaml", tiny_gpt_neo,
                  **{"train.resume": True, "train.epochs": 1, "train.lr_heads": 5.0e-3})
     train(project, "other", "params_other.yaml")
     assert "written with other params; starting afresh" in capsys.readouterr().out
@@ -289,7 +189,7 @@ DDP_TOLERANCE = 0.1
 
 def test_torchrun_two_processes_on_cpu_matches_one_process(project, fit_run):
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pipeline.train",
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pipeline", "train",
                            *train_args("ddp", "params_fit.yaml")],
                           cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -356,7 +256,7 @@ def test_evaluate_leaves_an_empty_split_absent(project, fit_run):
     shutil.copytree(project / "val", project / "val_notest", dirs_exist_ok=True)
     shutil.copytree(project / "tok", project / "tok_notest", dirs_exist_ok=True)
     (project / "val_notest" / "test.jsonl").write_text("")
-    pq.write_table(pa.Table.from_pylist([], schema=tokenize_mod.SCHEMA), project / "tok_notest" / "test.parquet")
+    pq.write_table(pa.Table.from_pylist([], schema=feature_store.SCHEMA), project / "tok_notest" / "test.parquet")
     args = evaluate_args("fit", out="notest")
     args[args.index("tok")], args[args.index("val")] = "tok_notest", "val_notest"
     assert run_stage(evaluate_mod, project, *args) == 0
@@ -367,9 +267,9 @@ def test_evaluate_leaves_an_empty_split_absent(project, fit_run):
 
 
 def test_evaluate_with_other_topic_labels_fails_in_one_line(project, fit_run, tiny_gpt_neo):
-    write_params(project / "params_labels.yaml", tiny_gpt_neo,
+    write_toy_params(project / "params_labels.yaml", tiny_gpt_neo,
                  **{"labels.topics": ["travel", "technology", "politics", "sports"]})
-    proc = subprocess.run([sys.executable, "-m", "pipeline.evaluate", *evaluate_args("fit", "params_labels.yaml",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "evaluate", *evaluate_args("fit", "params_labels.yaml",
                                                                                      out="labels")],
                           cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
@@ -382,7 +282,7 @@ def test_evaluate_with_other_topic_labels_fails_in_one_line(project, fit_run, ti
 
 def test_shard_splits_every_global_batch_across_ranks():
     batches = [list(range(8)), list(range(8, 15)), [15]]
-    parts = [train_mod.shard(batches, rank, 2) for rank in (0, 1)]
+    parts = [training.shard(batches, rank, 2) for rank in (0, 1)]
     assert len(parts[0]) == len(parts[1]) == 3  # same number of steps on every rank
     for b, batch in enumerate(batches):
         (p0, w0), (p1, w1) = parts[0][b], parts[1][b]
@@ -394,16 +294,16 @@ def test_shard_splits_every_global_batch_across_ranks():
             if w:
                 assert w / 2 == pytest.approx(len(part) / len(batch))
     assert parts[1][2] == ([15], 0.0)  # a 1-row batch: rank 1 gets a stand-in row that counts for nothing
-    assert train_mod.shard(batches, 0, 1) == [(b, 1.0) for b in batches]
+    assert training.shard(batches, 0, 1) == [(b, 1.0) for b in batches]
 
 
 def test_top_k_larger_than_the_model_unfreezes_every_block(tiny_gpt_neo):
-    from pipeline.encoder import load_encoder
-    from pipeline.model import MultiTaskModel
+    from pipeline.core.model import MultiTaskModel
+    from pipeline.storage.hub import load_encoder
 
     for k, trainable_blocks in ((0, set()), (1, {"1"}), (2, {"0", "1"}), (5, {"0", "1"})):
         model = MultiTaskModel(load_encoder(str(tiny_gpt_neo)), 4, 9)
-        train_mod.apply_freeze(model, "top_k", k)
+        training.apply_freeze(model, "top_k", k)
         blocks = {n.split(".")[2] for n, p in model.named_parameters() if n.startswith("encoder.h.") and p.requires_grad}
         assert blocks == trainable_blocks, k
         assert not model.encoder.wte.weight.requires_grad and model.topic_head[1].weight.requires_grad
@@ -412,15 +312,15 @@ def test_top_k_larger_than_the_model_unfreezes_every_block(tiny_gpt_neo):
 def test_parameters_without_gradient_are_frozen_for_ddp(tiny_bert):
     """BERT's pooler is computed but unused (we pool token states ourselves): DDP would stop with
     'parameters that were not used in producing loss' unless it is taken out of training."""
-    from pipeline.encoder import load_encoder, load_tokenizer
-    from pipeline.model import MultiTaskModel
+    from pipeline.core.model import MultiTaskModel
+    from pipeline.storage.hub import load_encoder, load_tokenizer
 
     tok = load_tokenizer(str(tiny_bert))
     model = MultiTaskModel(load_encoder(str(tiny_bert)), 4, 9)
     ids = tok(["Tim Cook flew to Paris.", "Hello"])["input_ids"]
     rows = [{"input_ids": x, "labels": [-100] * len(x), "topic": 1} for x in ids]
     before = torch.get_rng_state()
-    unused = train_mod.freeze_unused(model, rows, tok.pad_token_id, torch.device("cpu"))
+    unused = training.freeze_unused(model, rows, tok.pad_token_id, torch.device("cpu"))
     assert torch.equal(before, torch.get_rng_state())  # the check leaves the run's randomness alone
     assert unused == ["encoder.pooler.dense.weight", "encoder.pooler.dense.bias"]
     assert all(not p.requires_grad for n, p in model.named_parameters() if n.startswith("encoder.pooler."))
@@ -428,7 +328,7 @@ def test_parameters_without_gradient_are_frozen_for_ddp(tiny_bert):
 
 
 def test_select_metric_loss_uses_the_dev_loss(project, tiny_gpt_neo):
-    write_params(project / "params_loss.yaml", tiny_gpt_neo, **{"train.select_metric": "loss"})
+    write_toy_params(project / "params_loss.yaml", tiny_gpt_neo, **{"train.select_metric": "loss"})
     train(project, "by_loss", "params_loss.yaml")
     hist = history(project, "by_loss")
     for h in hist:
@@ -438,7 +338,7 @@ def test_select_metric_loss_uses_the_dev_loss(project, tiny_gpt_neo):
 
 
 def test_missing_features_is_one_line(tmp_path, tiny_gpt_neo, capsys):
-    write_params(tmp_path / "params.yaml", tiny_gpt_neo)
+    write_toy_params(tmp_path / "params.yaml", tiny_gpt_neo)
     assert run_stage(train_mod, tmp_path, *train_args()) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: tok/meta.json: not found") and err.count("\n") == 1

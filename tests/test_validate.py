@@ -1,4 +1,4 @@
-"""The validate stage (pipeline/validate.py): messages carry file:line, duplicates and conflicts,
+"""The validate stage (pipeline/stages/validate.py): messages carry file:line, duplicates and conflicts,
 on_error=drop accounting, the error cap, and split stability."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline import params as params_mod
-from pipeline.records import hash_split
-from pipeline.validate import validate
+from pipeline.core.records import hash_split
+from pipeline.stages.validate import validate
+from pipeline.storage import params as params_mod
 
 REPO = Path(__file__).resolve().parents[1]
 SENT = "Tim Cook visited Paris in May."
@@ -46,7 +46,7 @@ def paris(**fields):
 
 
 def run_stage(tmp: Path, **overrides) -> subprocess.CompletedProcess:
-    """Run `python -m pipeline.validate` in tmp with a params.yaml whose data.raw_dir is tmp/raw."""
+    """Run `python -m pipeline validate` in tmp with a params.yaml whose data.raw_dir is tmp/raw."""
     tree = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     tree["data"]["raw_dir"] = str(tmp / "raw")
     for dotted, value in overrides.items():
@@ -57,7 +57,7 @@ def run_stage(tmp: Path, **overrides) -> subprocess.CompletedProcess:
         node[leaf] = value
     (tmp / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "pipeline.validate", "--params", "params.yaml",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--params", "params.yaml",
                            "--out-dir", "out", "--metrics", "metrics.json"],
                           cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import yaml
-from e2e_helpers import REPO, env, make_project, run, set_params, stages_run
+from helpers import REPO, env, make_project, run, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +71,7 @@ def test_adding_a_data_file_reruns_from_validate(project):
     corpus = (REPO / "data/raw/corpus.jsonl").read_text(encoding="utf-8").splitlines()
     (project / "data/raw/new_batch.jsonl").write_text("\n".join(corpus[200:210]) + "\n", encoding="utf-8")
     repro = run(["dvc", "repro"], project)
-    assert stages_run(repro.stdout)[:2] == ["validate", "tokenize"]
+    assert stages_run(repro.stdout)[:2] == ["validate", "featurize"]
     diff = run(["dvc", "metrics", "diff", "--json"], project).stdout
     kept = json.loads(diff)["metrics/data.json"]["kept"]
     assert kept["new"] - kept["old"] == 10
@@ -113,4 +113,4 @@ def test_killed_train_leaves_nothing_half_written_and_rerun_recovers(project):
     assert "train" in stages_run(repro.stdout)
     assert json.loads((project / "metrics/train.json").read_text())["epochs_run"] >= 1
     assert "test" in json.loads((project / "metrics/eval.json").read_text())
-    run(["python", "-m", "pipeline.predict", "--model", "models/multitask", "A sentence about Paris."], project)
+    run(["python", "-m", "pipeline", "predict", "--model", "models/multitask", "A sentence about Paris."], project)

@@ -6,20 +6,44 @@ window's absolute token start so predictions can be merged back into one record.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from pipeline.align import IGNORE, Tokens, effective_offsets, labelled_positions, resolve_spans, token_tags, windows
-from pipeline.encoder import special_layout
+from pipeline.core.align import (
+    IGNORE,
+    Tokens,
+    effective_offsets,
+    labelled_positions,
+    resolve_spans,
+    token_tags,
+    windows,
+)
 
 
-@dataclass
+def special_layout(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after a single sentence ([CLS] ... [SEP])."""
+    sample = "hello world"
+    content = tokenizer(sample, add_special_tokens=False)["input_ids"]
+    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(content) + 1):
+        if full[i:i + len(content)] == content:
+            return full[:i], full[i + len(content):]
+    raise ValueError(f"{type(tokenizer).__name__}: cannot locate the sentence among its special tokens")
+
+
+@dataclass(frozen=True)
 class FeatureConfig:
+    """How records become feature rows: window size and overlap, which sub-tokens carry a tag,
+    what to do with a span edge inside a token, and the label sets (topics, BIO tags)."""
     max_length: int
     stride: int
     label_subwords: str
     misaligned: str
     topics: list[str]
     tags: list[str]
+
+    def settings(self) -> dict:
+        """Just the FeatureConfig fields (also of a subclass that records more, such as ModelMeta)."""
+        return {f.name: getattr(self, f.name) for f in fields(FeatureConfig)}
 
 
 @dataclass
@@ -28,7 +52,9 @@ class Encoded:
     events: list[dict] = field(default_factory=list)   # misaligned spans, with the record
 
 
-class FeatureEncoder:
+class Featurizer:
+    """Records -> feature rows for one tokenizer and FeatureConfig (the featurize stage, predict)."""
+
     def __init__(self, tokenizer, cfg: FeatureConfig):
         self.tok, self.cfg = tokenizer, cfg
         self.prefix, self.suffix = special_layout(tokenizer)
@@ -88,3 +114,21 @@ class FeatureEncoder:
                     "starts": tokens.starts[a:b], "ends": tokens.ends[a:b], "word_ids": tokens.word_ids[a:b],
                 })
         return Encoded(rows, events)
+
+
+COUNT_KEYS = ("records", "windows", "windowed_records", "tokens", "spans", "aligned", "expanded", "contracted",
+              "dropped")
+
+
+def chunk_counts(records: list[dict], encoded: Encoded) -> dict[str, int]:
+    """Window, token and span-alignment counts of one encoded chunk (summed into metrics/featurize.json)."""
+    counts = dict.fromkeys(COUNT_KEYS, 0)
+    counts["records"] = len(records)
+    counts["windows"] = len(encoded.rows)
+    counts["windowed_records"] = sum(r["window"] == 1 for r in encoded.rows)
+    counts["tokens"] = sum({r["record"]: r["token_start"] + len(r["starts"]) for r in encoded.rows}.values())
+    counts["spans"] = sum(len(r["task_B"] or []) for r in records)
+    for event in encoded.events:
+        counts[event["action"]] += 1
+    counts["aligned"] = counts["spans"] - len(encoded.events)
+    return counts

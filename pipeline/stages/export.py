@@ -1,8 +1,8 @@
-"""Export predictions for other tools.
+"""Stage export: predictions for other tools.
 
-    python -m pipeline.export labelstudio predictions.jsonl --output tasks.json --model-version run-7
+    python -m pipeline export labelstudio predictions.jsonl --output tasks.json --model-version run-7
 
-labelstudio: records in the data schema as written by `python -m pipeline.predict` (spans with a
+labelstudio: records in the data schema as written by `python -m pipeline predict` (spans with a
 "score", "topic_scores") become Label Studio tasks with pre-annotations, in its predictions
 import format:
 
@@ -29,59 +29,20 @@ The names must match the project's labeling config. The defaults assume
 <Text name>, and --text-key the data field in <Text value="$text">. The prediction's "score" is
 the least confident part of it (the lowest of the topic score and the entity scores), so sorting
 tasks by it in Label Studio puts the most doubtful first; it is left out when the input has no
-scores. A record's "id" is kept as data.record_id, which `python -m pipeline.importers
+scores. A record's "id" is kept as data.record_id, which `python -m pipeline import
 labelstudio` reads back. Records with task_A / task_B null get no choices / labels result.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from pipeline import params as params_mod
-from pipeline.files import PipelineError, run_cli, write_json
-from pipeline.importers import checked_or_error, jsonl_objects, read_text, to_utf16
-from pipeline.records import _got
-
-
-def _score(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def to_labelstudio_task(raw: dict, record: dict, model_version: str, labels_from_name: str = "label",
-                        choices_from_name: str = "topic", to_name: str = "text", text_key: str = "text") -> dict:
-    """One checked record (and its raw form, for the scores) -> a Label Studio task with a prediction."""
-    sentence = record["sentence"]
-    result, scores = [], []
-    spans = record["task_B"] or []
-    raw_scores = {(s.get("start"), s.get("end"), s.get("type")): s.get("score")
-                  for s in (raw.get("task_B") or []) if isinstance(s, dict)}
-    offsets16 = to_utf16(sentence, [o for s in spans for o in (s["start"], s["end"])])
-    for k, span in enumerate(spans):
-        s16, e16 = offsets16[2 * k], offsets16[2 * k + 1]
-        item = {"from_name": labels_from_name, "to_name": to_name, "type": "labels",
-                "value": {"start": s16, "end": e16, "text": span["text"], "labels": [span["type"]]}}
-        score = _score(raw_scores.get((span["start"], span["end"], span["type"])))
-        if score is not None:
-            item["score"] = score
-            scores.append(score)
-        result.append(item)
-    if record["task_A"] is not None:
-        item = {"from_name": choices_from_name, "to_name": to_name, "type": "choices",
-                "value": {"choices": [record["task_A"]]}}
-        topic_scores = raw.get("topic_scores")
-        score = _score(topic_scores.get(record["task_A"])) if isinstance(topic_scores, dict) else None
-        if score is not None:
-            item["score"] = score
-            scores.append(score)
-        result.append(item)
-    prediction = {"model_version": model_version}
-    if scores:
-        prediction["score"] = min(scores)
-    prediction["result"] = result
-    data = {text_key: sentence}
-    if "id" in record:
-        data["record_id"] = record["id"]
-    return {"data": data, "predictions": [prediction]}
+from pipeline.cli import run_cli, stage_parser
+from pipeline.core.records import describe
+from pipeline.formats.common import checked_or_error, jsonl_objects
+from pipeline.formats.labelstudio import to_labelstudio_task
+from pipeline.storage import params as params_mod
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.files import read_text, write_json
 
 
 def read_predictions(path: Path, topics: list[str], entities: list[str]):
@@ -89,27 +50,25 @@ def read_predictions(path: Path, topics: list[str], entities: list[str]):
     for where, raw in jsonl_objects(read_text(path), str(path)):
         record = checked_or_error(raw, where, topics, entities)
         if raw.get("topic_scores") is not None and not isinstance(raw["topic_scores"], dict):
-            raise PipelineError(f"{where}: topic_scores must be an object, got {_got(raw['topic_scores'])}")
+            raise PipelineError(f"{where}: topic_scores must be an object, got {describe(raw['topic_scores'])}")
         yield raw, record
 
 
 EPILOG = """examples:
-  python -m pipeline.predict --input data/unlabeled --output predictions.jsonl
-  python -m pipeline.export labelstudio predictions.jsonl --output tasks.json --model-version run-7
-  python -m pipeline.export labelstudio predictions.jsonl --output tasks.json \\
+  python -m pipeline predict --input data/unlabeled --output predictions.jsonl
+  python -m pipeline export labelstudio predictions.jsonl --output tasks.json --model-version run-7
+  python -m pipeline export labelstudio predictions.jsonl --output tasks.json \\
       --labels-from-name ner --choices-from-name category --to-name sentence --text-key sentence
 then import tasks.json in Label Studio; correct; export JSON; and
-  python -m pipeline.importers labelstudio export.json --output data/raw/reviewed.jsonl
+  python -m pipeline import labelstudio export.json --output data/raw/reviewed.jsonl
 """
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.export", description=__doc__, epilog=EPILOG,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = stage_parser("export", __doc__, params_help="labels come from here", epilog=EPILOG)
     ap.add_argument("format", choices=("labelstudio",), metavar="FORMAT", help="labelstudio")
-    ap.add_argument("input", metavar="PREDICTIONS", help="JSONL records (python -m pipeline.predict output)")
+    ap.add_argument("input", metavar="PREDICTIONS", help="JSONL records (python -m pipeline predict output)")
     ap.add_argument("--output", required=True, help="Label Studio tasks JSON to write")
-    ap.add_argument("--params", default="params.yaml", help="labels come from here (default: %(default)s)")
     ap.add_argument("--model-version", default="pipeline", help="prediction model_version (default: %(default)s)")
     ap.add_argument("--labels-from-name", default="label", help="<Labels name=...> (default: %(default)s)")
     ap.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
@@ -117,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
     args = ap.parse_args(argv)
     p = params_mod.load(args.params)
-    topics, entities = p["labels"]["topics"], p["labels"]["entities"]
+    topics, entities = p.labels.topics, p.labels.entities
     tasks = [to_labelstudio_task(raw, rec, args.model_version, args.labels_from_name, args.choices_from_name,
                                  args.to_name, args.text_key)
              for raw, rec in read_predictions(Path(args.input), topics, entities)]

@@ -1,31 +1,16 @@
-"""Small shared helpers for the stage modules: errors, atomic writes, JSONL, CLI entry."""
+"""Files: atomic writes (a killed stage never leaves a half-written output), JSONL, text reading."""
 from __future__ import annotations
 
 import glob
 import json
 import os
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-class PipelineError(Exception):
-    """An expected failure (bad input, bad params, missing model): printed as one line, exit 1."""
-
-
-def run_cli(main: Callable[[], None]) -> None:
-    """Run a stage's main(); expected failures become one clear line on stderr and exit status 1."""
-    try:
-        main()
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+from pipeline.storage.errors import PipelineError
 
 
 @contextmanager
@@ -88,3 +73,21 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
+
+
+def read_text(path: Path) -> str:
+    """A whole UTF-8 text file (BOM allowed); a missing, unreadable or non-UTF-8 file is one clear line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PipelineError(f"{path}: not found") from None
+    except IsADirectoryError:
+        raise PipelineError(f"{path}: is a directory, expected a file") from None
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        hint = "; the file looks like UTF-16: save it as UTF-8" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise PipelineError(f"{path}:{line}: invalid UTF-8 (byte {data[exc.start]:#04x}){hint}") from None

@@ -1,4 +1,5 @@
-"""Loading the encoder and its tokenizer by hub id or local directory, with clear failures."""
+"""Pretrained encoders and tokenizers by hub id or local directory: the local directory, else the
+Hugging Face cache, else the hub (checked for reachability first), with one clear line on failure."""
 from __future__ import annotations
 
 import os
@@ -6,12 +7,11 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from pipeline.files import PipelineError
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from pipeline.storage.errors import PipelineError
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
+    """transformers and the hub log warnings and progress bars a pipeline user cannot act on."""
     from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
@@ -33,7 +33,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _from_pretrained(loader, name: str, **kwargs):
+def load_pretrained(loader, name: str, **kwargs):
     """Local directory, else the local cache, else the hub (if reachable)."""
     if Path(name).is_dir():
         return loader(name, **kwargs)
@@ -58,11 +58,13 @@ def _load_error(name: str, exc: Exception) -> PipelineError:
 def load_tokenizer(name: str, trust_remote_code: bool = False):
     """Fast tokenizer (offsets are required). A missing pad token reuses eos (GPT-Neo) so the
     vocabulary never grows; padding positions are masked, so the pad id never matters."""
-    _quiet_transformers()
+    # The Rust tokenizer's own thread pool would fight torch's threads (and warns after a fork).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_transformers()
     from transformers import AutoTokenizer
 
     try:
-        tok = _from_pretrained(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code)
+        tok = load_pretrained(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged tokenizer.json, too
         raise _load_error(name, exc) from None
     if not tok.is_fast:
@@ -76,21 +78,10 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
 def load_encoder(name: str, trust_remote_code: bool = False):
     """The pretrained encoder (AutoModel, no task head)."""
-    _quiet_transformers()
+    quiet_transformers()
     from transformers import AutoModel
 
     try:
-        return _from_pretrained(AutoModel.from_pretrained, name, trust_remote_code=trust_remote_code)
+        return load_pretrained(AutoModel.from_pretrained, name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _load_error(name, exc) from None
-
-
-def special_layout(tokenizer) -> tuple[list[int], list[int]]:
-    """The special tokens the tokenizer puts before and after a single sentence ([CLS] ... [SEP])."""
-    sample = "hello world"
-    content = tokenizer(sample, add_special_tokens=False)["input_ids"]
-    full = tokenizer(sample, add_special_tokens=True)["input_ids"]
-    for i in range(len(full) - len(content) + 1):
-        if full[i:i + len(content)] == content:
-            return full[:i], full[i + len(content):]
-    raise PipelineError(f"{type(tokenizer).__name__}: cannot locate the sentence among its special tokens")

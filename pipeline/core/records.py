@@ -45,21 +45,28 @@ def _label_problem(value, allowed: list[str], what: str) -> str:
     return f"unknown {what} {value!r}{hint}; allowed: {', '.join(allowed)}"
 
 
-def _is_int(v) -> bool:
+def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def json_type(v) -> str:
-    """The JSON name of a parsed value's type, for messages read by people who wrote JSON."""
+JSON_TYPES = {dict: "object", list: "array", str: "string", int: "integer", float: "number"}
+
+
+def type_name(v, names: dict[type, str] = JSON_TYPES) -> str:
+    """The name of a parsed value's type in the language its writer used (JSON by default; params
+    pass YAML's names), for messages read by people who wrote that file."""
     if v is None:
         return "null"
     if isinstance(v, bool):
         return "boolean"
-    return {dict: "object", list: "array", str: "string", int: "integer", float: "number"}.get(
-        type(v), type(v).__name__)
+    return names.get(type(v), type(v).__name__)
 
 
-def _got(v) -> str:
+def json_type(v) -> str:
+    return type_name(v)
+
+
+def describe(v) -> str:
     """'string \'17\'', 'number 2.0', 'null': the JSON type and (short) value of what was found."""
     return "null" if v is None else f"{json_type(v)} {_short(v)}"
 
@@ -74,34 +81,37 @@ def _surrogate(text: str) -> str | None:
     return None
 
 
+def _offset_errors(where: str, start, end, sentence: str) -> list[str]:
+    """Problems with a span's start/end: types, range, order (empty: both usable)."""
+    errors = []
+    for name, v in (("start", start), ("end", end)):
+        if not is_int(v):
+            errors.append(f"{where}.{name}: offset must be an integer, got {describe(v)}")
+        elif v < 0:
+            errors.append(f"{where}.{name}: offset {v} is negative")
+        elif v > len(sentence):
+            errors.append(f"{where}.{name}: offset {v} is beyond the sentence (length {len(sentence)})")
+    if not errors and start >= end:
+        errors.append(f"{where}: start {start} must be < end {end}")
+    return errors
+
+
 def check_span(span, i: int, sentence: str, entities: list[str]) -> list[str]:
     where = f"task_B[{i}]"
     if not isinstance(span, dict):
-        return [f"{where}: must be an object with text, type, start, end, got {_got(span)}"]
-    errors = []
+        return [f"{where}: must be an object with text, type, start, end, got {describe(span)}"]
     missing = [k for k in ("text", "type", "start", "end") if k not in span]
     if missing:
         return [f"{where}: missing field(s) {', '.join(missing)}"]
+    errors = []
     if span["type"] not in entities:
         errors.append(f"{where}.type: " + _label_problem(span["type"], entities, "entity type"))
     start, end = span["start"], span["end"]
-    bad_offset = False
-    for name, v in (("start", start), ("end", end)):
-        if not _is_int(v):
-            errors.append(f"{where}.{name}: offset must be an integer, got {_got(v)}")
-            bad_offset = True
-        elif v < 0:
-            errors.append(f"{where}.{name}: offset {v} is negative")
-            bad_offset = True
-        elif v > len(sentence):
-            errors.append(f"{where}.{name}: offset {v} is beyond the sentence (length {len(sentence)})")
-            bad_offset = True
-    if not bad_offset and start >= end:
-        errors.append(f"{where}: start {start} must be < end {end}")
-        bad_offset = True
+    offset_errors = _offset_errors(where, start, end, sentence)
+    errors += offset_errors
     if not isinstance(span["text"], str):
         errors.append(f"{where}.text: must be a string, got {json_type(span['text'])}")
-    elif not bad_offset:
+    elif not offset_errors:
         actual = sentence[start:end]
         if actual != span["text"]:
             errors.append(f"{where}.text: {span['text']!r} != sentence[{start}:{end}] {actual!r}")
@@ -110,71 +120,93 @@ def check_span(span, i: int, sentence: str, entities: list[str]) -> list[str]:
     return errors
 
 
-def check_record(raw, topics: list[str], entities: list[str]) -> Checked:
-    """Check one record against the contract; return the clean record or the list of problems."""
-    if not isinstance(raw, dict):
-        return Checked(None, [f"record: must be a JSON object, got {_got(raw)}"])
-    errors: list[str] = []
-    warnings = [f"{k}: unknown field (ignored)" for k in raw if k not in _ALLOWED_FIELDS]
-    rec_id = raw.get("id")
+def _id_errors(rec_id) -> list[str]:
     if rec_id is not None and (not isinstance(rec_id, str) or not rec_id.strip()):
-        errors.append(f"id: must be a non-empty string, got {_got(rec_id)}")
-    elif rec_id is not None and _surrogate(rec_id):
-        errors.append(f"id: {_surrogate(rec_id)}")
+        return [f"id: must be a non-empty string, got {describe(rec_id)}"]
+    if rec_id is not None and _surrogate(rec_id):
+        return [f"id: {_surrogate(rec_id)}"]
+    return []
+
+
+def _sentence_errors(raw: dict) -> tuple[str | None, list[str]]:
+    """(the sentence, if spans can be checked against it; its problems)."""
     sentence = raw.get("sentence")
     if not isinstance(sentence, str):
-        errors.append("sentence: missing" if sentence is None and "sentence" not in raw
-                      else f"sentence: must be a string, got {_got(sentence)}")
-        sentence = None
-    elif not sentence.strip():
-        errors.append("sentence: empty" if not sentence else f"sentence: empty (only whitespace {_short(sentence)})")
-    elif _surrogate(sentence):
-        errors.append(f"sentence: {_surrogate(sentence)}")
-        sentence = None
-    topic = raw.get("task_A")
+        return None, ["sentence: missing" if sentence is None and "sentence" not in raw
+                      else f"sentence: must be a string, got {describe(sentence)}"]
+    if not sentence.strip():
+        return sentence, ["sentence: empty" if not sentence else f"sentence: empty (only whitespace {_short(sentence)})"]
+    if _surrogate(sentence):
+        return None, [f"sentence: {_surrogate(sentence)}"]
+    return sentence, []
+
+
+def _label_errors(raw: dict, topics: list[str]) -> list[str]:
+    """task_A, the type of task_B, at least one task annotated, split."""
+    errors = []
+    topic, spans, split = raw.get("task_A"), raw.get("task_B"), raw.get("split")
     if topic is not None and topic not in topics:
         errors.append("task_A: " + _label_problem(topic, topics, "topic")
                       if isinstance(topic, str) else
-                      f"task_A: must be a topic string or null, got {_got(topic)}")
-    spans = raw.get("task_B")
+                      f"task_A: must be a topic string or null, got {describe(topic)}")
     if spans is not None and not isinstance(spans, list):
-        errors.append(f"task_B: must be a list of spans or null, got {_got(spans)}")
-        spans = None
-    if topic is None and raw.get("task_B") is None:
+        errors.append(f"task_B: must be a list of spans or null, got {describe(spans)}")
+    if topic is None and spans is None:
         errors.append("task_A/task_B: neither task is annotated")
-    split = raw.get("split")
     if split is not None and split not in SPLITS:
         hint = (f" (did you mean {split.strip().lower()!r}? splits are lower-case)"
                 if isinstance(split, str) and split.strip().lower() in SPLITS else "")
         errors.append(f"split: must be one of {', '.join(SPLITS)}, got {_short(split)}{hint}")
+    return errors
+
+
+def _overlap_errors(good: list[dict]) -> list[str]:
+    """Among spans that are fine on their own (sorted by start, longest first), any that overlap."""
+    errors = []
+    for a, b in itertools.pairwise(good):
+        if b["start"] < a["end"]:
+            kind = ("duplicate" if (a["start"], a["end"]) == (b["start"], b["end"])
+                    else "nested" if b["end"] <= a["end"] else "overlapping")
+            errors.append(f"task_B: {kind} spans {a['text']!r} [{a['start']}:{a['end']}] "
+                          f"and {b['text']!r} [{b['start']}:{b['end']}]")
+    return errors
+
+
+def _check_spans(spans: list, sentence: str, entities: list[str], warnings: list[str]) -> tuple[list[dict], list[str]]:
+    """(the clean spans, sorted; every problem). Overlaps are checked among the spans that are fine
+    on their own, so every problem shows at once."""
+    good, errors = [], []
+    for i, span in enumerate(spans):
+        span_errors = check_span(span, i, sentence, entities)
+        errors.extend(span_errors)
+        if isinstance(span, dict):
+            extra = [k for k in span if k not in SPAN_FIELDS | QUIET_SPAN_FIELDS]
+            if extra:
+                warnings.append(f"task_B[{i}]: unknown field(s) {', '.join(map(str, extra))} (ignored)")
+            if not span_errors:
+                good.append({k: span[k] for k in ("text", "type", "start", "end")})
+    good.sort(key=lambda s: (s["start"], -s["end"]))
+    return good, errors + _overlap_errors(good)
+
+
+def check_record(raw, topics: list[str], entities: list[str]) -> Checked:
+    """Check one record against the contract; return the clean record or the list of problems."""
+    if not isinstance(raw, dict):
+        return Checked(None, [f"record: must be a JSON object, got {describe(raw)}"])
+    warnings = [f"{k}: unknown field (ignored)" for k in raw if k not in _ALLOWED_FIELDS]
+    sentence, sentence_errors = _sentence_errors(raw)
+    errors = _id_errors(raw.get("id")) + sentence_errors + _label_errors(raw, topics)
+    spans = raw.get("task_B")
     clean_spans = None
-    if spans is not None and sentence is not None:
-        good = []
-        for i, span in enumerate(spans):
-            span_errors = check_span(span, i, sentence, entities)
-            errors.extend(span_errors)
-            if isinstance(span, dict):
-                extra = [k for k in span if k not in SPAN_FIELDS | QUIET_SPAN_FIELDS]
-                if extra:
-                    warnings.append(f"task_B[{i}]: unknown field(s) {', '.join(map(str, extra))} (ignored)")
-                if not span_errors:
-                    good.append({k: span[k] for k in ("text", "type", "start", "end")})
-        # Overlaps are checked among the spans that are fine on their own, so every problem shows at once.
-        good.sort(key=lambda s: (s["start"], -s["end"]))
-        for a, b in itertools.pairwise(good):
-            if b["start"] < a["end"]:
-                kind = ("duplicate" if (a["start"], a["end"]) == (b["start"], b["end"])
-                        else "nested" if b["end"] <= a["end"] else "overlapping")
-                errors.append(f"task_B: {kind} spans {a['text']!r} [{a['start']}:{a['end']}] "
-                              f"and {b['text']!r} [{b['start']}:{b['end']}]")
-        clean_spans = good
+    if isinstance(spans, list) and sentence is not None:
+        clean_spans, span_errors = _check_spans(spans, sentence, entities, warnings)
+        errors += span_errors
     if errors:
         return Checked(None, errors, warnings)
-    record = {"sentence": sentence, "task_A": topic, "task_B": clean_spans}
-    if rec_id is not None:
-        record["id"] = rec_id
-    if split is not None:
-        record["split"] = split
+    record = {"sentence": sentence, "task_A": raw.get("task_A"), "task_B": clean_spans}
+    for key in ("id", "split"):
+        if raw.get(key) is not None:
+            record[key] = raw[key]
     return Checked(record, [], warnings)
 
 

@@ -1,49 +1,44 @@
-"""Tokenize-stage benchmark: FeatureEncoder.encode (the stage's code: tokenizer call, effective
+"""Featurize-stage benchmark: Featurizer.encode (the stage's code: tokenizer call, effective
 offsets, span alignment, BIO labels, windows, rows) against the bare batched tokenizer call
 
     tok(sentences, add_special_tokens=False, return_offsets_mapping=True)
 
-over the same sentences, in the same process, interleaved; both in chunks of pipeline.tokenize.CHUNK
-records, as the stage calls it. Acceptance: encode time / bare time <= 1.25 (alignment adds at most
-25%). Then peak memory of the real stage (`python -m pipeline.tokenize`) on generated validated
-directories of two sizes (default 100k and 1M records): bounded memory means the larger run's peak
-RSS is about the smaller one's.
+over the same sentences, in the same process, interleaved; both in chunks of
+pipeline.stages.featurize.CHUNK records, as the stage calls it. Acceptance: encode time / bare
+time <= 1.25 (alignment adds at most 25%). Then peak memory of the real stage
+(`python -m pipeline featurize`) on generated validated directories of two sizes (default 100k and
+1M records): bounded memory means the larger run's peak RSS is about the smaller one's.
 
-    python -m benchmarks.tokenize --quick
-    python -m benchmarks.tokenize --encoder PATH --data a.jsonl b.jsonl
+    python benchmarks/featurize.py --quick
+    python benchmarks/featurize.py --encoder PATH --data a.jsonl b.jsonl
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
-# Run as a file, this folder would come first on sys.path and shadow the standard library's
-# `tokenize` module (imported by inspect, linecache, torch...): take it off, put the repo root on.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
-
 import argparse
+import gc
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 
-from benchmarks import _common as C
+import _common as C
 
 TARGET = 1.25
 
 
 def throughput(encoder: str, args, records: list[dict]) -> dict:
-    from pipeline import params as params_mod
-    from pipeline.encoder import load_tokenizer
-    from pipeline.features import FeatureEncoder
-    from pipeline.tokenize import CHUNK, feature_config
+    from pipeline.core.features import Featurizer
+    from pipeline.stages.featurize import CHUNK
+    from pipeline.storage import params as params_mod
+    from pipeline.storage.feature_store import feature_config
+    from pipeline.storage.hub import load_tokenizer
 
     p = params_mod.load(args.params)
-    tok = load_tokenizer(encoder, p["encoder"]["trust_remote_code"])
-    fe = FeatureEncoder(tok, feature_config(p))
+    tok = load_tokenizer(encoder, p.encoder.trust_remote_code)
+    fe = Featurizer(tok, feature_config(p))
     chunks = [records[i:i + CHUNK] for i in range(0, len(records), CHUNK)]
     sentence_chunks = [[r["sentence"] for r in c] for c in chunks]
     n = len(records)
@@ -59,11 +54,10 @@ def throughput(encoder: str, args, records: list[dict]) -> dict:
     bare(), encode()  # warm-up (tokenizer caches, allocator)
     C.freeze_heap()
     try:
-        t = C.interleave({"bare tokenizer call": bare, "FeatureEncoder.encode": encode}, args.repeats, C.log)
+        t = C.interleave({"bare tokenizer call": bare, "Featurizer.encode": encode}, args.repeats, C.log)
     finally:
-        import gc
         gc.unfreeze()
-    b, e = t["bare tokenizer call"], t["FeatureEncoder.encode"]
+    b, e = t["bare tokenizer call"], t["Featurizer.encode"]
     res = {"encoder": encoder, "tokenizer": type(tok).__name__, "sentences": n, "chunk": CHUNK,
            "repeats": args.repeats,
            "bare_best_s": C.best(b), "encode_best_s": C.best(e), "bare_median_s": C.median(b),
@@ -75,26 +69,13 @@ def throughput(encoder: str, args, records: list[dict]) -> dict:
     return res
 
 
-def write_validated(out: Path, records: list[dict], n_train: int, n_other: int = 200) -> None:
-    """A validated-data directory: n_train train records (the input cycled), small dev/test."""
-    out.mkdir(parents=True)
-    sizes = {"train": n_train, "dev": n_other, "test": n_other}
-    k = 0
-    for split, size in sizes.items():
-        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as fh:
-            for _ in range(size):
-                r = records[k % len(records)]
-                fh.write(json.dumps({**r, "id": f"{r['id']}#{k}", "split": split}, ensure_ascii=False) + "\n")
-                k += 1
-
-
 def stage_memory(encoder: str, args, records: list[dict], n: int, work: Path) -> dict:
-    """Run the real tokenize stage on n train records; peak RSS of that child process."""
+    """Run the real featurize stage on n train records; peak RSS of that child process."""
     d = work / f"n{n}"
-    write_validated(d / "validated", records, n)
+    C.write_validated(d / "validated", records, n)
     params = C.write_params(args.params, d / "params.yaml", {"encoder.name": encoder})
-    cmd = [sys.executable, "-m", "pipeline.tokenize", "--params", str(params), "--in-dir", str(d / "validated"),
-           "--out-dir", str(d / "tokenized"), "--metrics", str(d / "tokenize.json"), "--report", str(d / "misaligned.jsonl")]
+    cmd = C.stage_cmd("featurize", "--params", params, "--in-dir", d / "validated", "--out-dir", d / "features",
+                      "--metrics", d / "featurize.json", "--report", d / "misaligned.jsonl")
     C.log(f"  stage on {n:,} records: {' '.join(cmd)}")
     t = time.perf_counter()
     with open(d / "stdout.txt", "w") as out, open(d / "stderr.txt", "w") as err:
@@ -103,11 +84,10 @@ def stage_memory(encoder: str, args, records: list[dict], n: int, work: Path) ->
         proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
-        raise SystemExit(f"tokenize stage failed ({proc.returncode}):\n{(d / 'stderr.txt').read_text()[-2000:]}")
+        raise SystemExit(f"featurize stage failed ({proc.returncode}):\n{(d / 'stderr.txt').read_text()[-2000:]}")
     last_line = (d / "stdout.txt").read_text().strip().splitlines()[-1:]
-    metrics = json.loads((d / "tokenize.json").read_text())
-    size = sum(f.stat().st_size for f in (d / "tokenized").glob("*.parquet"))
-    import shutil
+    metrics = json.loads((d / "featurize.json").read_text())
+    size = sum(f.stat().st_size for f in (d / "features").glob("*.parquet"))
     shutil.rmtree(d, ignore_errors=True)
     return {"records": n, "peak_rss_mib": usage.ru_maxrss / 1024, "wall_s": wall,
             "records_per_s": metrics["records"] / wall, "windows": metrics["windows"],
@@ -138,11 +118,11 @@ def main() -> None:
         results["throughput"].append(throughput(enc, args, C.load_records(args.data, args.sentences)))
     base = C.load_records(args.data)
     for enc in C.encoders(args):
-        with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-tokenize-") as work:
+        with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-featurize-") as work:
             for n in args.memory_sizes:
                 results["memory"].append({"encoder": enc, **stage_memory(enc, args, base, n, Path(work))})
 
-    print(f"\nTokenize stage: FeatureEncoder.encode vs bare tokenizer call ({info['cpus']} CPUs, "
+    print(f"\nFeaturize stage: Featurizer.encode vs bare tokenizer call ({info['cpus']} CPUs, "
           f"{info['date']}; best of {args.repeats} interleaved rounds; target encode/bare <= {TARGET})")
     print(C.table(
         ["encoder", "sentences", "bare sent/s", "encode sent/s", "ratio best (wall)", "ratio median", "ratio CPU",
@@ -151,7 +131,7 @@ def main() -> None:
           round(r["sentences"] / r["encode_best_s"]), round(r["ratio_best"], 3), round(r["ratio_median"], 3),
           round(r["ratio_cpu_best"], 3), r["verdict"]] for r in results["throughput"]]))
     if results["memory"]:
-        print("\nReal stage (python -m pipeline.tokenize), peak RSS of the stage process")
+        print("\nReal stage (python -m pipeline featurize), peak RSS of the stage process")
         print(C.table(["encoder", "train records", "peak RSS MiB", "wall s", "records/s", "parquet MiB"],
                       [[C.short(m["encoder"]), m["records"], round(m["peak_rss_mib"], 1), round(m["wall_s"], 1),
                         round(m["records_per_s"]), round(m["parquet_mib"], 1)] for m in results["memory"]]))

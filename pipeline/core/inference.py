@@ -2,12 +2,12 @@
 are merged back into one prediction per record. Pure torch, no file I/O."""
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 
-from pipeline.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
-from pipeline.files import PipelineError
+from pipeline.core.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
+from pipeline.core.device import autocast
+from pipeline.core.features import Featurizer
+from pipeline.core.model import ModelMeta
 
 
 def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
@@ -27,13 +27,6 @@ def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
         batch["ner_labels"] = labels
         batch["topic_labels"] = torch.as_tensor([r["topic"] for r in rows], dtype=torch.long)
     return batch
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA; full precision on CPU (bf16 on CPU is slower and less exact)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 @torch.inference_mode()
@@ -91,15 +84,15 @@ def merge_record(rows: list[dict], outputs: list[dict], n_prefix: int) -> dict:
             "gold_labels": gold, "topic_probs": topic}
 
 
-def predict_rows(model, rows: list[dict], sentences: list[str], meta: dict, batch_size: int,
+def predict_rows(model, rows: list[dict], sentences: list[str], meta: ModelMeta, batch_size: int,
                  pad_id: int, device: torch.device, progress=None) -> list[dict]:
     """Predictions per record: topic, topic_scores, entity spans (with scores), predicted and
     gold token tags (for seqeval). `sentences[k]` is the text of the k-th record in `rows`."""
     outputs = run_model(model, rows, batch_size, pad_id, device, progress)
-    tags, topics, strategy = meta["tags"], meta["topics"], meta["label_subwords"]
+    tags, topics, strategy = meta.tags, meta.topics, meta.label_subwords
     results = []
     for k, group in enumerate(group_windows(rows)):
-        m = merge_record([rows[i] for i in group], [outputs[i] for i in group], meta["n_prefix"])
+        m = merge_record([rows[i] for i in group], [outputs[i] for i in group], meta.n_prefix)
         tokens = m["tokens"]
         use = labelled_positions(tokens.word_ids, strategy)
         pred_tags = [tags[t] if u else None for t, u in zip(m["tag_ids"], use)]
@@ -114,15 +107,26 @@ def predict_rows(model, rows: list[dict], sentences: list[str], meta: dict, batc
     return results
 
 
-def pick_device(choice: str | None) -> torch.device:
-    if choice is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(choice)
-    except RuntimeError:
-        raise PipelineError(f"--device {choice!r}: expected cpu or cuda") from None
-    if device.type not in ("cpu", "cuda"):
-        raise PipelineError(f"--device {choice!r}: expected cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PipelineError(f"--device {choice}: no CUDA device is available")
-    return device
+def record_from_prediction(inp: dict, pred: dict) -> dict:
+    """A prediction in the training-data schema (it passes validate as is): id, sentence, task_A,
+    task_B spans with scores, topic_scores."""
+    out = {"id": inp["id"]} if "id" in inp else {}
+    return {**out, "sentence": inp["sentence"], "task_A": pred["topic"], "task_B": pred["spans"],
+            "topic_scores": pred["topic_scores"]}
+
+
+class Predictor:
+    """A loaded model ready for sentences: featurize (with windows), run both heads, decode spans."""
+
+    def __init__(self, model, tokenizer, meta: ModelMeta, batch_size: int = 32, device=None):
+        self.model, self.tokenizer, self.meta = model, tokenizer, meta
+        self.device = device if device is not None else torch.device("cpu")
+        self.featurizer = Featurizer(tokenizer, meta)  # the model's own featurization settings
+        self.batch_size = batch_size
+
+    def predict(self, inputs: list[dict], progress=None) -> list[dict]:
+        """Records in the training-data schema for inputs ({"sentence", optional "id"})."""
+        rows = self.featurizer.encode([{"sentence": r["sentence"]} for r in inputs]).rows
+        preds = predict_rows(self.model, rows, [r["sentence"] for r in inputs], self.meta, self.batch_size,
+                             self.tokenizer.pad_token_id, self.device, progress)
+        return [record_from_prediction(i, p) for i, p in zip(inputs, preds)]

@@ -1,0 +1,1 @@
+"""Annotation tool formats (CoNLL, Label Studio, spaCy), read by the import stage and written by export."""

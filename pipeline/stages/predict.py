@@ -1,0 +1,104 @@
+"""Stage predict: topic and entities for new sentences, in the training-data schema.
+
+    python -m pipeline predict "Fetch Rewards is America's number one app"
+    python -m pipeline predict --input notes.txt --output out.jsonl
+    python -m pipeline predict --input - --format pretty < sentences.txt
+
+Input: SENTENCE arguments, or --input FILE|DIR|- (.txt: one sentence per line; .jsonl: records
+with "sentence"; a directory: every .txt/.jsonl in it; -: stdin as text lines). Without either,
+params predict.input. Output JSONL (one record per input: sentence, task_A, task_B spans with
+text/type/start/end and a score, topic_scores), or --format pretty. The JSONL passes the
+validate stage as is, so corrected predictions can become training data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import ExitStack
+
+from tqdm import tqdm
+
+from pipeline.cli import run_cli, stage_parser
+from pipeline.core.device import pick_device
+from pipeline.core.inference import Predictor
+from pipeline.storage import model_dir
+from pipeline.storage import params as params_mod
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.files import atomic_path
+from pipeline.storage.sentences import capped, read_inputs
+
+CHUNK = 1024
+
+
+def pretty(rec: dict) -> str:
+    lines = [f"Sentence: {rec['sentence']}",
+             f"[Task A] Predicted category: {rec['task_A']} ({rec['topic_scores'][rec['task_A']]:.2f})",
+             "[Task B] Predicted entities:"]
+    lines += [f"  - {s['text']} ({s['type']}), characters {s['start']}–{s['end']}" for s in rec["task_B"]]
+    return "\n".join(lines) + "\n"
+
+
+def load_predictor(model_path: str, batch_size: int = 32, device: str | None = None,
+                   trust_remote_code: bool = False) -> Predictor:
+    """A Predictor for a trained model directory, on `device` (default: CUDA when present)."""
+    try:
+        torch_device = pick_device(device)
+    except ValueError as exc:
+        raise PipelineError(f"--device {exc}") from None
+    model, tokenizer, meta = model_dir.load(model_path, str(torch_device), trust_remote_code)
+    return Predictor(model, tokenizer, meta, batch_size, torch_device)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = stage_parser("predict", __doc__, {
+        "--model": ("models/multitask", "trained model directory"),
+        "--input": (None, "file, directory or - for stdin (default: params predict.input)")})
+    ap.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to predict on")
+    ap.add_argument("--input-format", choices=("auto", "txt", "jsonl"), default="auto",
+                    help="auto: by file extension, stdin as text (default: %(default)s)")
+    ap.add_argument("--output", default="-", help="output file, or - for stdout (default: %(default)s)")
+    ap.add_argument("--format", choices=("jsonl", "pretty"), default="jsonl", help="output format (default: %(default)s)")
+    ap.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    return ap.parse_args(argv)
+
+
+def write_predictions(predictor: Predictor, inputs, output: str, render) -> int:
+    """Predict in chunks and write as they come: to a file atomically (removed on error), or to stdout."""
+    to_file, n = output != "-", 0
+    with ExitStack() as stack:  # a file output is closed, then renamed into place; on error, removed
+        out = (stack.enter_context(open(stack.enter_context(atomic_path(output)), "w", encoding="utf-8"))
+               if to_file else sys.stdout)
+        with tqdm(desc="predict", unit=" sent", disable=not to_file, mininterval=1.0) as bar:
+            while chunk := [rec for _, rec in zip(range(CHUNK), inputs)]:
+                for rec in predictor.predict(chunk):
+                    out.write(render(rec))
+                n += len(chunk)
+                bar.update(len(chunk))
+        out.flush()
+    return n
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    p = params_mod.load(args.params)
+    pp = p.predict
+    if args.sentences and args.input:
+        raise PipelineError("give either SENTENCE arguments or --input, not both")
+    items = ((f"argument {i}", {"sentence": s}) for i, s in enumerate(args.sentences, 1)) if args.sentences \
+        else read_inputs(args.input or pp.input, args.input_format)
+    inputs = capped(items, pp.max_chars, pp.max_records)
+    predictor = load_predictor(args.model, pp.batch_size, args.device, p.encoder.trust_remote_code)
+    render = pretty if args.format == "pretty" else (lambda r: json.dumps(r, ensure_ascii=False) + "\n")
+    try:
+        n = write_predictions(predictor, inputs, args.output, render)
+    except BrokenPipeError:  # stdout closed early (`... | head`): stop quietly, as other CLI tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    if args.output != "-":
+        print(f"predict: {n} predictions written to {args.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,249 @@
+"""Stage train: fine-tune the shared encoder with both heads on data/features/.
+
+Loss = alpha * CE(topic) + beta * CE(NER), each averaged over its labelled items only (records
+annotated for one task contribute nothing to the other). AdamW with separate learning rates for
+encoder and heads, linear warm-up then decay, clipping, accumulation, optional freezing, length-
+grouped dynamic batches, early stopping on a dev score with the best weights kept.
+Writes models/multitask/ (self-contained: configs, safetensors weights, tokenizer), per-epoch
+curves through DVCLive, metrics/train.json and plots/train_curves.png.
+
+More than one process: `torchrun --nproc_per_node N -m pipeline train` (gloo on CPU, NCCL on
+GPU). train.batch_size is the global batch: each batch is split across the processes, so the
+optimizer takes the same steps on the same batches as one process would (the gradient differs
+only in how the per-process means are combined, and in dropout). Only rank 0 scores dev and
+writes anything; it broadcasts the early-stopping decision.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from pipeline.cli import run_cli, stage_parser
+from pipeline.core import training
+from pipeline.core.device import pick_device
+from pipeline.core.metrics import select_score
+from pipeline.core.model import ModelMeta, MultiTaskModel
+from pipeline.core.scoring import score_split
+from pipeline.storage import checkpoints, feature_store, model_dir, plots
+from pipeline.storage import params as params_mod
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.files import atomic_path, read_jsonl, write_json
+from pipeline.storage.hub import load_encoder, load_tokenizer
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = stage_parser("train", __doc__, {
+        "--features": ("data/features", "featurized data"),
+        "--validated": ("data/validated", "validated records, for dev spans"),
+        "--model-dir": ("models/multitask", "output model directory"),
+        "--checkpoint-dir": ("models/checkpoint", "per-epoch checkpoint for train.resume"),
+        "--metrics": ("metrics/train.json", "training summary"),
+        "--live-dir": ("dvclive", "DVCLive directory"),
+        "--plot": ("plots/train_curves.png", "training curves image")})
+    return ap.parse_args(argv)
+
+
+@dataclass
+class TrainingData:
+    train_rows: list[dict]
+    dev_rows: list[dict]
+    dev_records: list[dict]
+    features: feature_store.FeatureMeta
+    meta: ModelMeta          # what the trained model directory will say (best_epoch filled in at the end)
+
+
+def load_data(args, p) -> TrainingData:
+    features = Path(args.features)
+    feature_store.require(features / feature_store.META, feature_store.split_path(features, "train"),
+                          feature_store.split_path(features, "dev"), Path(args.validated) / "dev.jsonl")
+    fmeta = feature_store.read_meta(features)
+    feature_store.check_compatible(fmeta, features, "params.yaml", "re-run the featurize stage (`dvc repro`)",
+                                   topics=p.labels.topics, tags=p.tag_names, encoder=p.encoder.name)
+    train_rows = feature_store.load_features(feature_store.split_path(features, "train"))
+    if not train_rows:
+        raise PipelineError(f"{feature_store.split_path(features, 'train')} is empty: no training data")
+    meta = ModelMeta(**fmeta.settings(), encoder_name=p.encoder.name, pooling=p.encoder.pooling, entities=p.labels.entities,
+                     n_prefix=fmeta.n_prefix)
+    return TrainingData(train_rows, feature_store.load_features(feature_store.split_path(features, "dev")),
+                        list(read_jsonl(Path(args.validated) / "dev.jsonl")), fmeta, meta)
+
+
+def build_model(p, data: TrainingData, device: torch.device, dist: training.Distributed):
+    """(tokenizer, model, the module that trains: the model or its DDP wrapper)."""
+    tp = p.train
+    tokenizer = load_tokenizer(p.encoder.name, p.encoder.trust_remote_code)
+    encoder = load_encoder(p.encoder.name, p.encoder.trust_remote_code)
+    model = MultiTaskModel(encoder, len(data.meta.topics), len(data.meta.tags), p.encoder.pooling).to(device)
+    try:
+        training.apply_freeze(model, tp.freeze, tp.unfreeze_top_layers)
+    except ValueError as exc:
+        raise PipelineError(f"train.freeze: top_k: {exc}") from None
+    unused = training.freeze_unused(model, data.train_rows, data.features.pad_token_id, device)
+    if unused and dist.main:
+        print(f"train: {len(unused)} encoder parameter(s) get no gradient and stay fixed: {', '.join(unused[:4])}"
+              + (" ..." if len(unused) > 4 else ""))
+    if not any(param.requires_grad for param in model.parameters()):
+        raise PipelineError("train: no trainable parameters (check train.freeze)")
+    train_model = model
+    if dist.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    return tokenizer, model, train_model
+
+
+@dataclass
+class RunState:
+    """What a checkpoint carries besides tensors: early stopping, per-epoch history, fingerprint."""
+    stopping: training.EarlyStopping
+    history: list[dict]
+    fingerprint: str
+    best_weights: dict
+
+    def to_json(self) -> dict:
+        s = self.stopping
+        return {"epoch": s.epoch, "best_score": s.best_score, "best_epoch": s.best_epoch,
+                "bad_epochs": s.bad_epochs, "history": self.history, "fingerprint": self.fingerprint}
+
+
+def start_or_resume(args, p, data: TrainingData, model, optimizer, scheduler, dist) -> RunState:
+    tp = p.train
+    run = RunState(training.EarlyStopping(tp.patience), [],
+                   checkpoints.fingerprint(tp.model_dump(), p.encoder.model_dump(), dataclasses.asdict(data.features)),
+                   {k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+    ckpt = Path(args.checkpoint_dir)
+    if not tp.resume or not (ckpt / checkpoints.STATE).is_file():
+        return run
+    if checkpoints.saved_fingerprint(ckpt) != run.fingerprint:
+        if dist.main:
+            print(f"train: {ckpt} was written with other params; starting afresh")
+        return run
+    state, best = checkpoints.load_checkpoint(ckpt, model, optimizer, scheduler)
+    stopping = training.EarlyStopping(tp.patience, state["best_score"], state["best_epoch"], state["bad_epochs"],
+                                      state["epoch"])
+    if dist.main:
+        print(f"train: resuming after epoch {stopping.epoch} from {ckpt}")
+        if stopping.should_stop:
+            print(f"train: {ckpt} stopped early after epoch {stopping.epoch}; nothing more to train")
+    return RunState(stopping, state["history"], run.fingerprint, best)
+
+
+def score_dev(model, data: TrainingData, tp, device) -> dict:
+    """The dev columns of an epoch's record and the early-stopping score."""
+    batch_size, pad_id = tp.batch_size * 2, data.features.pad_token_id
+    dev, _ = score_split(model, data.dev_rows, data.dev_records, data.meta, batch_size, pad_id, device)
+    out = {}
+    if tp.select_metric == "loss":
+        out["dev_loss"] = training.dev_loss(model, data.dev_rows, pad_id, batch_size, device, tp.alpha, tp.beta)
+        score = None if out["dev_loss"] is None else -out["dev_loss"]
+    else:
+        score = select_score(dev.get("topic"), dev.get("ner"), tp.select_metric)
+    return {**out, "dev_topic_macro_f1": dev.get("topic", {}).get("macro_f1"),
+            "dev_ner_f1": dev.get("ner", {}).get("f1"), "dev_score": score}
+
+
+def end_of_epoch(args, run: RunState, stats: training.EpochStats, model, optimizer, scheduler, data, tp, device,
+                 live) -> None:
+    """Rank 0, after each epoch: score dev, keep the best weights, log, checkpoint."""
+    record = {"epoch": run.stopping.epoch + 1, "loss": stats.loss, "loss_topic": stats.loss_topic,
+              "loss_ner": stats.loss_ner, "padded_fraction": stats.padded_fraction,
+              **score_dev(model, data, tp, device)}
+    run.history.append(record)
+    if run.stopping.update(record["dev_score"]):
+        run.best_weights = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+    for key, value in record.items():
+        if key != "epoch" and value is not None:
+            live.log_metric(key.replace("dev_", "dev/") if key.startswith("dev_") else f"train/{key}", value)
+    live.next_step()
+    checkpoints.save_checkpoint(Path(args.checkpoint_dir), model, optimizer, scheduler, run.to_json(),
+                                run.best_weights)
+    print(f"epoch {record['epoch']}: loss {record['loss']:.4f} (topic {record['loss_topic']:.4f}, "
+          f"ner {record['loss_ner']:.4f}), dev score {record['dev_score']}, "
+          f"padded {record['padded_fraction']:.1%}")
+    if run.stopping.should_stop:
+        print(f"train: early stop, no dev improvement for {tp.patience} epoch(s)")
+
+
+def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds: float, tokens: int,
+           world: int) -> None:
+    """Rank 0: write the best weights as the model directory, the summary metrics and the curves."""
+    model.load_state_dict(run.best_weights)
+    meta = dataclasses.replace(data.meta, best_epoch=run.stopping.best_epoch)
+    with atomic_path(args.model_dir, is_dir=True) as tmp:
+        model_dir.save(model.cpu(), tokenizer, tmp, meta)
+    last = run.history[-1]
+    write_json(args.metrics, {
+        "epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
+        "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
+        "padded_fraction": last["padded_fraction"], "train_seconds": round(seconds, 1),
+        "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "world_size": world})
+    plots.plot_curves(run.history, args.plot)
+    print(f"train: best epoch {run.stopping.best_epoch} (dev score {run.stopping.best_score}), "
+          f"model in {args.model_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    p = params_mod.load(args.params)
+    tp = p.train
+    dist = training.setup_distributed()
+    try:
+        device = pick_device(tp.device, dist.local_rank)
+    except ValueError as exc:
+        raise PipelineError(f"train.device: {exc}") from None
+    training.seed_everything(tp.seed)
+    # SIGTERM (e.g. a scheduler's kill) -> KeyboardInterrupt: nothing half-written is left behind.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    data = load_data(args, p)
+    tokenizer, model, train_model = build_model(p, data, device, dist)
+    optimizer, scheduler = training.make_optimizer(
+        model, tp, training.steps_per_epoch(len(data.train_rows), tp) * tp.epochs)
+    run = start_or_resume(args, p, data, model, optimizer, scheduler, dist)
+    live = None
+    if dist.main:
+        from dvclive import Live
+
+        live = Live(args.live_dir, resume=run.stopping.epoch > 0, save_dvc_exp=False, dvcyaml=None)
+        live.log_params({f"train.{k}": v for k, v in tp.model_dump().items()} | {"encoder.pooling": p.encoder.pooling})
+    lengths = [len(r["input_ids"]) for r in data.train_rows]
+    t0, tokens, stop = time.time(), 0, run.stopping.should_stop
+    for epoch in range(run.stopping.epoch, tp.epochs):
+        if stop:
+            break
+        batches = training.shard(training.length_grouped_batches(lengths, tp.batch_size, tp.seed + epoch,
+                                                                 tp.group_by_length), dist.rank, dist.world)
+        train_model.train()
+        if tp.freeze == "encoder":
+            model.encoder.eval()  # no dropout in a frozen encoder: its features stay fixed
+        with tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{tp.epochs}", disable=not dist.main,
+                  mininterval=1.0) as bar:
+            try:
+                stats = training.run_epoch(train_model, data.train_rows, batches, tp, optimizer, scheduler, device,
+                                           data.features.pad_token_id, dist.world, bar)
+            except training.LossNotFinite as exc:
+                raise PipelineError(f"train: the {exc} of epoch {epoch + 1}; lower train.lr_encoder / "
+                                    f"train.lr_heads") from None
+        tokens += stats.tokens
+        if dist.main:
+            end_of_epoch(args, run, stats, model, optimizer, scheduler, data, tp, device, live)
+            stop = run.stopping.should_stop
+        if dist.world > 1:
+            flag = [stop]
+            torch.distributed.broadcast_object_list(flag, src=0)
+            stop = flag[0]
+    if dist.main:
+        finish(args, p, run, model, tokenizer, data, time.time() - t0, tokens, dist.world)
+        live.end()
+    if dist.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    run_cli(main)
