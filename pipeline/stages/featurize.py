@@ -20,7 +20,7 @@ from pipeline.storage import feature_store
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path, read_jsonl, write_json
-from pipeline.storage.hub import load_tokenizer
+from pipeline.storage.hub import load_tokenizer, resolve
 
 CHUNK = 2000
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
             **cfg.settings(), encoder=p.encoder.name, tokenizer_class=type(tok).__name__, pad_token_id=tok.pad_token_id,
             n_prefix=len(featurizer.prefix), n_suffix=len(featurizer.suffix), entities=p.labels.entities))
     total = {k: sum(m[k] for m in metrics.values()) for k in COUNT_KEYS}
-    write_json(args.metrics, {**total, **metrics})
+    write_json(args.metrics, {**total, **metrics, "encoder_source": resolve(p.encoder.name).describe()})
     print(f"featurize: {total['records']} records -> {total['windows']} windows "
           f"({total['windowed_records']} records windowed); spans: {total['aligned']} aligned, "
           f"{total['expanded']} expanded, {total['contracted']} contracted, {total['dropped']} dropped")

@@ -5,7 +5,7 @@ annotated for one task contribute nothing to the other). AdamW with separate lea
 encoder and heads, linear warm-up then decay, clipping, accumulation, optional freezing, length-
 grouped dynamic batches, early stopping on a dev score with the best weights kept.
 Writes models/multitask/ (self-contained: configs, safetensors weights, tokenizer), per-epoch
-curves through DVCLive, metrics/train.json and plots/train_curves.png.
+curves through DVCLive, metrics/train.json, reports/train_speed.json and plots/train_curves.png.
 
 More than one process: `torchrun --nproc_per_node N -m pipeline train` (gloo on CPU, NCCL on
 GPU). train.batch_size is the global batch: each batch is split across the processes, so the
@@ -30,12 +30,13 @@ from pipeline.core import training
 from pipeline.core.device import pick_device
 from pipeline.core.metrics import select_score
 from pipeline.core.model import ModelMeta, MultiTaskModel
+from pipeline.core.records import split_stats
 from pipeline.core.scoring import score_split
-from pipeline.storage import checkpoints, feature_store, model_dir, plots
+from pipeline.storage import checkpoints, feature_store, model_card, model_dir, plots
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path, read_jsonl, write_json
-from pipeline.storage.hub import load_encoder, load_tokenizer
+from pipeline.storage.hub import load_encoder, load_tokenizer, resolve
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--model-dir": ("models/multitask", "output model directory"),
         "--checkpoint-dir": ("models/checkpoint", "per-epoch checkpoint for train.resume"),
         "--metrics": ("metrics/train.json", "training summary"),
+        "--speed": ("reports/train_speed.json", "training time and tokens/s"),
         "--live-dir": ("dvclive", "DVCLive directory"),
         "--plot": ("plots/train_curves.png", "training curves image")})
     return ap.parse_args(argv)
@@ -62,7 +64,8 @@ class TrainingData:
 def load_data(args, p) -> TrainingData:
     features = Path(args.features)
     feature_store.require(features / feature_store.META, feature_store.split_path(features, "train"),
-                          feature_store.split_path(features, "dev"), Path(args.validated) / "dev.jsonl")
+                          feature_store.split_path(features, "dev"), Path(args.validated) / "dev.jsonl",
+                          Path(args.validated) / "train.jsonl")
     fmeta = feature_store.read_meta(features)
     feature_store.check_compatible(fmeta, features, "params.yaml", "re-run the featurize stage (`dvc repro`)",
                                    topics=p.labels.topics, tags=p.tag_names, encoder=p.encoder.name)
@@ -172,20 +175,27 @@ def end_of_epoch(args, run: RunState, stats: training.EpochStats, model, optimiz
 
 def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds: float, tokens: int,
            world: int) -> None:
-    """Rank 0: write the best weights as the model directory, the summary metrics and the curves."""
+    """Rank 0: write the best weights as the model directory (with its model card), the summary
+    metrics, the timing report and the curves."""
     model.load_state_dict(run.best_weights)
     meta = dataclasses.replace(data.meta, best_epoch=run.stopping.best_epoch)
+    best = next((h for h in run.history if h["epoch"] == run.stopping.best_epoch), {})
+    train_stats = split_stats(list(read_jsonl(Path(args.validated) / "train.jsonl")), p.labels.topics,
+                              p.labels.entities)
     with atomic_path(args.model_dir, is_dir=True) as tmp:
         model_dir.save(model.cpu(), tokenizer, tmp, meta)
+        model_card.write(tmp, meta, resolve(p.encoder.name), train_stats, best, run.stopping.epoch)
     last = run.history[-1]
     write_json(args.metrics, {
         "epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
         "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
-        "padded_fraction": last["padded_fraction"], "train_seconds": round(seconds, 1),
-        "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "world_size": world})
+        "padded_fraction": last["padded_fraction"], "world_size": world})
+    # timings differ run to run: a report, so that `dvc metrics diff` shows only what the params changed
+    write_json(args.speed, {"train_seconds": round(seconds, 1),
+                            "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "world_size": world})
     plots.plot_curves(run.history, args.plot)
     print(f"train: best epoch {run.stopping.best_epoch} (dev score {run.stopping.best_score}), "
-          f"model in {args.model_dir}")
+          f"model and model card in {args.model_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:

