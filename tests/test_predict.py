@@ -159,7 +159,7 @@ PRETTY = re.compile(
     r"Sentence: (?P<sentence>[^\n]*)\n"
     r"\[Task A\] Predicted category: (?P<topic>\w+) \((?P<p>\d\.\d\d)\)\n"
     r"\[Task B\] Predicted entities:\n"
-    r"(?P<entities>(?:  - [^\n]+ \((?:PERSON|LOC|ORG|DATE)\), characters \d+–\d+\n)*)")
+    r"(?P<entities>(?:  - [^\n]+ \((?:PERSON|LOC|ORG|DATE)\), characters \d+–\d+\n)+|  none\n)")
 ENTITY = re.compile(r"  - (?P<text>[^\n]+) \((?P<type>[A-Z]+)\), characters (?P<start>\d+)–(?P<end>\d+)")
 
 
@@ -180,6 +180,7 @@ def test_pretty_format(project, capsys):
                         for s in rec["task_B"]]
         for e in ents:
             assert rec["sentence"][int(e["start"]):int(e["end"])] == e["text"]
+        assert (m["entities"] == "  none\n") == (not rec["task_B"])  # no entities: says so
         pos, seen = m.end(), seen + 1
     assert pos == len(out) and seen == 3  # nothing else printed
 

@@ -110,6 +110,10 @@ def test_model_card_says_what_the_model_is_with_the_best_epochs_dev_scores(proje
     assert "40 training sentences: 40 annotated for topic, 40 for entities." in card.text
     assert "| travel | 10 |" in card.text and "PERSON, LOC, ORG, DATE" in card.text
     assert f"those of epoch {best_epoch} of 12, the best by the dev score" in card.text
+    *events, summary = [json.loads(x) for x in (project / "reports" / "misaligned.jsonl").read_text().splitlines()]
+    counts = summary["summary"]
+    assert counts["spans"] == 2 * 64 == sum(counts[k] for k in ("aligned", "expanded", "contracted", "dropped"))
+    assert len(events) == counts["spans"] - counts["aligned"] and summary["policy"] == "expand"
     featurize = json.loads((project / "metrics" / "featurize.json").read_text())
     assert featurize["encoder_source"] == f"local directory {tiny_gpt_neo}"
 

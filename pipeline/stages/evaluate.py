@@ -17,7 +17,7 @@ from pipeline.cli import run_cli, stage_parser
 from pipeline.core.device import pick_device
 from pipeline.core.model import ModelMeta
 from pipeline.core.scoring import error_report, score_split
-from pipeline.storage import feature_store, model_dir, plots
+from pipeline.storage import feature_store, model_dir, plots, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import read_jsonl, write_json, write_jsonl
@@ -75,8 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     for split in ("dev", "test"):
         records = list(read_jsonl(Path(args.validated) / f"{split}.jsonl"))
         rows = feature_store.load_features(feature_store.split_path(args.features, split))
-        result, preds = score_split(model, rows, records, meta, p.evaluate.batch_size, tokenizer.pad_token_id,
-                                    device)
+        with progress.bar(len(rows), f"evaluate {split}", " window") as bar:
+            result, preds = score_split(model, rows, records, meta, p.evaluate.batch_size, tokenizer.pad_token_id,
+                                        device, bar)
         if not result:
             print(f"evaluate: {split} split is empty or unannotated; its metrics are absent")
             continue
@@ -86,12 +87,12 @@ def main(argv: list[str] | None = None) -> None:
             confusion = [{"actual": r["task_A"], "predicted": q["topic"]}
                          for r, q in zip(records, preds) if r["task_A"] is not None]
             if "ner" in result:
-                per_type = [{"type": t, "f1": result["ner"][t]["f1"]} for t in meta.entities if t in result["ner"]]
+                per_type = [{"type": t, **result["ner"][t]} for t in meta.entities if t in result["ner"]]
     write_json(args.metrics, metrics)
     write_jsonl(args.errors, errors)
     plots_dir = Path(args.plots_dir)
     write_json(plots_dir / "topic_confusion.json", confusion)
-    write_json(plots_dir / "ner_f1_per_type.json", per_type)
+    write_json(plots_dir / "ner_f1_per_type.json", [{"type": r["type"], "f1": r["f1"]} for r in per_type])
     plots.plot_images(confusion, meta.topics, per_type, plots_dir)
     for split, m in metrics.items():
         print(summary_line(split, m))

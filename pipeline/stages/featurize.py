@@ -2,7 +2,8 @@
 
 Writes data/features/{train,dev,test}.parquet (unpadded: one row per window, padding happens
 per batch in training), data/features/meta.json, metrics/featurize.json (alignment counts) and
-reports/misaligned.jsonl (every span whose edge fell inside a token, with what was done).
+reports/misaligned.jsonl (every span whose edge fell inside a token, with what was done; its
+last line is a {"summary": counts} record, so a clean corpus gets a report that says so).
 Streams records in chunks, so memory stays bounded for large inputs.
 """
 from __future__ import annotations
@@ -11,12 +12,10 @@ import itertools
 import json
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.features import COUNT_KEYS, Featurizer, chunk_counts
 from pipeline.core.records import SPLITS
-from pipeline.storage import feature_store
+from pipeline.storage import feature_store, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path, read_jsonl, write_json
@@ -25,11 +24,12 @@ from pipeline.storage.hub import load_tokenizer, resolve
 CHUNK = 2000
 
 
-def featurize_split(featurizer: Featurizer, records, split: str, out_path: Path, report) -> dict[str, int]:
+def featurize_split(featurizer: Featurizer, in_path: Path, split: str, out_path: Path, report) -> dict[str, int]:
     """Stream one split's records into its Parquet file; misaligned spans go to the report."""
     totals = dict.fromkeys(COUNT_KEYS, 0)
+    records = read_jsonl(in_path)
     with feature_store.writer(out_path) as writer, \
-            tqdm(desc=f"featurize {split}", unit=" rec", mininterval=1.0) as bar:
+            progress.bar(progress.count_lines(in_path), f"featurize {split}", " rec") as bar:
         while chunk := list(itertools.islice(records, CHUNK)):
             encoded = featurizer.encode(chunk, first_index=totals["records"])
             feature_store.write_rows(writer, encoded.rows)
@@ -59,13 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_path(args.out_dir, is_dir=True) as out_dir, atomic_path(args.report) as report_path, \
             open(report_path, "w", encoding="utf-8") as report:
         for split in SPLITS:
-            records = read_jsonl(Path(args.in_dir) / f"{split}.jsonl")
-            metrics[split] = featurize_split(featurizer, records, split, feature_store.split_path(out_dir, split),
-                                             report)
+            metrics[split] = featurize_split(featurizer, Path(args.in_dir) / f"{split}.jsonl", split,
+                                             feature_store.split_path(out_dir, split), report)
         feature_store.write_meta(out_dir, feature_store.FeatureMeta(
             **cfg.settings(), encoder=p.encoder.name, tokenizer_class=type(tok).__name__, pad_token_id=tok.pad_token_id,
             n_prefix=len(featurizer.prefix), n_suffix=len(featurizer.suffix), entities=p.labels.entities))
-    total = {k: sum(m[k] for m in metrics.values()) for k in COUNT_KEYS}
+        total = {k: sum(m[k] for m in metrics.values()) for k in COUNT_KEYS}
+        # the last line sums up, so a clean corpus still gets a report that says so (not an empty file)
+        report.write(json.dumps({"summary": {k: total[k] for k in ("spans", "aligned", "expanded", "contracted",
+                                                                   "dropped")}, "policy": cfg.misaligned}) + "\n")
     write_json(args.metrics, {**total, **metrics, "encoder_source": resolve(p.encoder.name).describe()})
     print(f"featurize: {total['records']} records -> {total['windows']} windows "
           f"({total['windowed_records']} records windowed); spans: {total['aligned']} aligned, "

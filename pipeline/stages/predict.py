@@ -18,16 +18,14 @@ import os
 import sys
 from contextlib import ExitStack
 
-from tqdm import tqdm
-
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.device import pick_device
 from pipeline.core.inference import Predictor
-from pipeline.storage import model_dir
+from pipeline.storage import model_dir, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path
-from pipeline.storage.sentences import capped, read_inputs
+from pipeline.storage.sentences import capped, count_inputs, read_inputs
 
 CHUNK = 1024
 
@@ -36,7 +34,7 @@ def pretty(rec: dict) -> str:
     lines = [f"Sentence: {rec['sentence']}",
              f"[Task A] Predicted category: {rec['task_A']} ({rec['topic_scores'][rec['task_A']]:.2f})",
              "[Task B] Predicted entities:"]
-    lines += [f"  - {s['text']} ({s['type']}), characters {s['start']}–{s['end']}" for s in rec["task_B"]]
+    lines += [f"  - {s['text']} ({s['type']}), characters {s['start']}–{s['end']}" for s in rec["task_B"]] or ["  none"]
     return "\n".join(lines) + "\n"
 
 
@@ -64,13 +62,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def write_predictions(predictor: Predictor, inputs, output: str, render) -> int:
+def write_predictions(predictor: Predictor, inputs, output: str, render, total: int | None = None) -> int:
     """Predict in chunks and write as they come: to a file atomically (removed on error), or to stdout."""
     to_file, n = output != "-", 0
     with ExitStack() as stack:  # a file output is closed, then renamed into place; on error, removed
         out = (stack.enter_context(open(stack.enter_context(atomic_path(output)), "w", encoding="utf-8"))
                if to_file else sys.stdout)
-        with tqdm(desc="predict", unit=" sent", disable=not to_file, mininterval=1.0) as bar:
+        with progress.bar(total, "predict", " sent", disable=not to_file) as bar:
             while chunk := [rec for _, rec in zip(range(CHUNK), inputs)]:
                 for rec in predictor.predict(chunk):
                     out.write(render(rec))
@@ -86,13 +84,15 @@ def main(argv: list[str] | None = None) -> None:
     pp = p.predict
     if args.sentences and args.input:
         raise PipelineError("give either SENTENCE arguments or --input, not both")
+    source = args.input or pp.input
     items = ((f"argument {i}", {"sentence": s}) for i, s in enumerate(args.sentences, 1)) if args.sentences \
-        else read_inputs(args.input or pp.input, args.input_format)
+        else read_inputs(source, args.input_format)
+    total = len(args.sentences) if args.sentences else count_inputs(source)
     inputs = capped(items, pp.max_chars, pp.max_records)
     predictor = load_predictor(args.model, pp.batch_size, args.device, p.encoder.trust_remote_code)
     render = pretty if args.format == "pretty" else (lambda r: json.dumps(r, ensure_ascii=False) + "\n")
     try:
-        n = write_predictions(predictor, inputs, args.output, render)
+        n = write_predictions(predictor, inputs, args.output, render, total)
     except BrokenPipeError:  # stdout closed early (`... | head`): stop quietly, as other CLI tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

@@ -5,7 +5,7 @@ annotated for one task contribute nothing to the other). AdamW with separate lea
 encoder and heads, linear warm-up then decay, clipping, accumulation, optional freezing, length-
 grouped dynamic batches, early stopping on a dev score with the best weights kept.
 Writes models/multitask/ (self-contained: configs, safetensors weights, tokenizer), per-epoch
-curves through DVCLive, metrics/train.json, reports/train_speed.json and plots/train_curves.png.
+curves through DVCLive, metrics/train.json and plots/train_curves.png (--speed: timings).
 
 More than one process: `torchrun --nproc_per_node N -m pipeline train` (gloo on CPU, NCCL on
 GPU). train.batch_size is the global batch: each batch is split across the processes, so the
@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core import training
@@ -32,7 +31,7 @@ from pipeline.core.metrics import select_score
 from pipeline.core.model import ModelMeta, MultiTaskModel
 from pipeline.core.records import split_stats
 from pipeline.core.scoring import score_split
-from pipeline.storage import checkpoints, feature_store, model_card, model_dir, plots
+from pipeline.storage import checkpoints, feature_store, model_card, model_dir, plots, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path, read_jsonl, write_json
@@ -46,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--model-dir": ("models/multitask", "output model directory"),
         "--checkpoint-dir": ("models/checkpoint", "per-epoch checkpoint for train.resume"),
         "--metrics": ("metrics/train.json", "training summary"),
-        "--speed": ("reports/train_speed.json", "training time and tokens/s"),
+        "--speed": (None, ("also write training time and tokens/s to this JSON file (not a DVC output: "
+                           "timings differ run to run, and dvc.lock must not)")),
         "--live-dir": ("dvclive", "DVCLive directory"),
         "--plot": ("plots/train_curves.png", "training curves image")})
     return ap.parse_args(argv)
@@ -190,12 +190,13 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
         "epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
         "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
         "padded_fraction": last["padded_fraction"], "world_size": world})
-    # timings differ run to run: a report, so that `dvc metrics diff` shows only what the params changed
-    write_json(args.speed, {"train_seconds": round(seconds, 1),
-                            "tokens_per_second": round(tokens / max(seconds, 1e-9), 1), "world_size": world})
+    speed = {"train_seconds": round(seconds, 1), "tokens_per_second": round(tokens / max(seconds, 1e-9), 1)}
+    if args.speed:
+        write_json(args.speed, {**speed, "world_size": world})
     plots.plot_curves(run.history, args.plot)
     print(f"train: best epoch {run.stopping.best_epoch} (dev score {run.stopping.best_score}), "
-          f"model and model card in {args.model_dir}")
+          f"model and model card in {args.model_dir}; {speed['train_seconds']} s, "
+          f"{speed['tokens_per_second']} tokens/s")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -231,8 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         train_model.train()
         if tp.freeze == "encoder":
             model.encoder.eval()  # no dropout in a frozen encoder: its features stay fixed
-        with tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{tp.epochs}", disable=not dist.main,
-                  mininterval=1.0) as bar:
+        with progress.bar(len(batches), f"epoch {epoch + 1}/{tp.epochs}", " step", disable=not dist.main) as bar:
             try:
                 stats = training.run_epoch(train_model, data.train_rows, batches, tp, optimizer, scheduler, device,
                                            data.features.pad_token_id, dist.world, bar)

@@ -12,21 +12,40 @@ from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import json_problem
 
 
-def read_inputs(source: str, fmt: str = "auto") -> Iterator[tuple[str, dict]]:
-    """(location, {"sentence", optional "id"}) from a file, a directory or stdin. The files are
-    found at once (so a wrong path fails before the model loads), then read lazily."""
+def input_files(source: str) -> list[Path] | None:
+    """The files a source names (None: stdin), found at once so a wrong path fails before the
+    model loads."""
     if source == "-":
-        return _read_stdin("jsonl" if fmt == "jsonl" else "txt")
+        return None
     path = Path(source)
     if path.is_dir():
         files = sorted(f for f in path.rglob("*") if f.suffix in (".txt", ".jsonl") and f.is_file())
         if not files:
             raise PipelineError(f"{path}: no .txt or .jsonl files to predict on")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise PipelineError(f"{path}: input not found")
+        return files
+    if path.is_file():
+        return [path]
+    raise PipelineError(f"{path}: input not found")
+
+
+def read_inputs(source: str, fmt: str = "auto") -> Iterator[tuple[str, dict]]:
+    """(location, {"sentence", optional "id"}) from a file, a directory or stdin, read lazily."""
+    files = input_files(source)
+    if files is None:
+        return _read_stdin("jsonl" if fmt == "jsonl" else "txt")
     return _read_files(files, fmt)
+
+
+def count_inputs(source: str) -> int | None:
+    """How many sentences a source holds (its non-blank lines), for a progress total; None for stdin."""
+    files = input_files(source)
+    if files is None:
+        return None
+    n = 0
+    for f in files:
+        with open(f, "rb") as fh:
+            n += sum(1 for line in fh if line.strip())
+    return n
 
 
 def _read_stdin(kind: str) -> Iterator[tuple[str, dict]]:
