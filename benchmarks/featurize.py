@@ -75,7 +75,7 @@ def stage_memory(encoder: str, args, records: list[dict], n: int, work: Path) ->
     C.write_validated(d / "validated", records, n)
     params = C.write_params(args.params, d / "params.yaml", {"encoder.name": encoder})
     cmd = C.stage_cmd("featurize", "--params", params, "--in-dir", d / "validated", "--out-dir", d / "features",
-                      "--metrics", d / "featurize.json", "--report", d / "misaligned.jsonl")
+                      "--metrics", d / "featurize.json", "--details", d / "featurize_details.json", "--report", d / "misaligned.jsonl")
     C.log(f"  stage on {n:,} records: {' '.join(cmd)}")
     t = time.perf_counter()
     with open(d / "stdout.txt", "w") as out, open(d / "stderr.txt", "w") as err:

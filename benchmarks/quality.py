@@ -151,14 +151,15 @@ class Runner:
             d = vdir.parent
             pp = self.write_params(d / "params.yaml", self.params(raw_dir, {}))
             self.stage("validate", ["--params", str(pp), "--raw-dir", str(raw_dir), "--out-dir", str(vdir),
-                                    "--metrics", str(d / "data.json")], d)
+                                    "--metrics", str(d / "data.headline.json"), "--details", str(d / "data.json")], d)
         tkey = hashlib.sha256(json.dumps([self.encoder, tok_overrides], sort_keys=True).encode()).hexdigest()[:10]
         tdir = self.work / "prep" / data_key / f"feat-{tkey}"
         if not (tdir / "features" / "meta.json").exists():
             tdir.mkdir(parents=True, exist_ok=True)
             pp = self.write_params(tdir / "params.yaml", self.params(raw_dir, tok_overrides))
             self.stage("featurize", ["--params", str(pp), "--in-dir", str(vdir), "--out-dir", str(tdir / "features"),
-                                     "--metrics", str(tdir / "featurize.json"), "--report", str(tdir / "misaligned.jsonl")],
+                                     "--metrics", str(tdir / "featurize.headline.json"),
+                                     "--details", str(tdir / "featurize.json"), "--report", str(tdir / "misaligned.jsonl")],
                        tdir)
         data_stats = json.loads((vdir.parent / "data.json").read_text())
         return vdir, tdir / "features", data_stats
@@ -174,11 +175,11 @@ class Runner:
         self.log(f"  [{name}] {json.dumps(overrides)}")
         train_wall = self.stage("train", ["--params", str(pp), "--features", str(tdir), "--validated", str(vdir),
                                           "--model-dir", str(run / "model"), "--checkpoint-dir", str(run / "checkpoint"),
-                                          "--metrics", str(run / "train.json"), "--speed", str(run / "speed.json"),
+                                          "--metrics", str(run / "train.headline.json"), "--details", str(run / "train.json"), "--speed", str(run / "speed.json"),
                                           "--live-dir", str(run / "dvclive"),
                                           "--plot", str(run / "train_curves.png")], run)
         self.stage("evaluate", ["--params", str(pp), "--model-dir", str(run / "model"), "--features", str(tdir),
-                                "--validated", str(vdir), "--metrics", str(run / "eval.json"),
+                                "--validated", str(vdir), "--metrics", str(run / "eval.headline.json"), "--details", str(run / "eval.json"),
                                 "--errors", str(run / "errors.jsonl"), "--plots-dir", str(run / "plots")], run)
         train = {**json.loads((run / "train.json").read_text()), **json.loads((run / "speed.json").read_text())}
         out = {"name": name, "overrides": overrides, "train": train,

@@ -151,11 +151,11 @@ def stage_arm(encoder: str, args, p_path: Path, rows_records: list[dict], n_step
     if not (d / "features").is_dir():
         C.write_validated(d / "validated", rows_records, n_steps * args.batch_size, n_other=32)
         subprocess.run(C.stage_cmd("featurize", "--params", p_path, "--in-dir", d / "validated",
-                                   "--out-dir", d / "features", "--metrics", d / "featurize.json",
+                                   "--out-dir", d / "features", "--metrics", d / "featurize.json", "--details", d / "featurize_details.json",
                                    "--report", d / "misaligned.jsonl"),
                        cwd=C.REPO, check=True, capture_output=True)
     cmd = C.stage_cmd("train", "--params", p_path, "--features", d / "features", "--validated", d / "validated",
-                      "--model-dir", d / "model", "--checkpoint-dir", d / "ckpt", "--metrics", d / "train.json",
+                      "--model-dir", d / "model", "--checkpoint-dir", d / "ckpt", "--metrics", d / "train.json", "--details", d / "train_details.json",
                       "--speed", d / "speed.json", "--live-dir", d / "dvclive", "--plot", d / "curves.png")
     res = subprocess.run(cmd, cwd=C.REPO, capture_output=True, text=True, check=False)
     if res.returncode:

@@ -162,15 +162,16 @@ def prepare(root: Path) -> None:
     from pipeline.stages import featurize, validate
 
     assert run_stage(validate, root, "--params", "params.yaml", "--raw-dir", "raw", "--out-dir", "val",
-                     "--metrics", "metrics/data.json") == 0
+                     "--metrics", "metrics/data.json", "--details", "reports/data.json") == 0
     assert run_stage(featurize, root, "--params", "params.yaml", "--in-dir", "val", "--out-dir", "tok",
-                     "--metrics", "metrics/featurize.json", "--report", "reports/misaligned.jsonl") == 0
+                     "--metrics", "metrics/featurize.json", "--details", "reports/featurize.json",
+                     "--report", "reports/misaligned.jsonl") == 0
 
 
 def train_args(name: str = "model", params: str = "params.yaml") -> list[str]:
     return ["--params", params, "--features", "tok", "--validated", "val", "--model-dir", name,
             "--checkpoint-dir", f"ckpt_{name}", "--metrics", f"metrics/train_{name}.json",
-            "--speed", f"reports/speed_{name}.json",
+            "--speed", f"reports/speed_{name}.json", "--details", f"reports/train_{name}.json",
             "--live-dir", f"live_{name}", "--plot", f"plots/train_{name}.png"]
 
 
@@ -183,7 +184,7 @@ def train(root: Path, name: str = "model", params: str = "params.yaml") -> Path:
 
 def evaluate_args(model: str = "model", params: str = "params.yaml", out: str = "eval") -> list[str]:
     return ["--params", params, "--model-dir", model, "--features", "tok", "--validated", "val",
-            "--metrics", f"metrics/{out}.json", "--errors", f"reports/{out}_errors.jsonl", "--plots-dir", f"plots_{out}"]
+            "--metrics", f"metrics/{out}.json", "--details", f"reports/{out}.json", "--errors", f"reports/{out}_errors.jsonl", "--plots-dir", f"plots_{out}"]
 
 
 def subprocess_env() -> dict:

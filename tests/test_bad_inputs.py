@@ -35,7 +35,7 @@ GOOD = "".join(json.dumps({"id": f"good{i}", "sentence": f"Good sentence number 
 def run_validate(tmp: Path, overrides: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run([sys.executable, "-m", "pipeline", "validate", "--params", "params.yaml",
-                           "--out-dir", "out", "--metrics", "metrics.json"],
+                           "--out-dir", "out", "--metrics", "metrics.json", "--details", "details.json"],
                           cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=timeout)
 
 
@@ -270,7 +270,7 @@ def test_bad_input(tmp_path, name, files, setup, overrides, status, expected):
     else:
         assert {p.name for p in (tmp_path / "out").iterdir()} == {"train.jsonl", "dev.jsonl", "test.jsonl",
                                                                   "rejects.jsonl"}
-        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        metrics = json.loads((tmp_path / "details.json").read_text())
         assert metrics["read"] == metrics["kept"] + metrics["rejected"]
 
 
@@ -304,7 +304,7 @@ def test_200k_records_in_reasonable_time_and_memory(tmp_path):
                                  "task_B": [{"text": "Paris", "type": "LOC", "start": start, "end": start + 5}]}) + "\n")
     # Run the stage in a child that reports its own peak RSS (ru_maxrss: KiB on Linux).
     code = ("import resource, sys, runpy; sys.argv = ['validate', '--params', 'params.yaml', '--out-dir', 'out', "
-            "'--metrics', 'metrics.json']\n"
+            "'--metrics', 'metrics.json', '--details', 'details.json']\n"
             "try:\n    runpy.run_module('pipeline.stages.validate', run_name='__main__')\n"
             "finally:\n    print('peak_rss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
     t0 = time.monotonic()
@@ -316,5 +316,5 @@ def test_200k_records_in_reasonable_time_and_memory(tmp_path):
     peak_mib = int(proc.stderr.split("peak_rss_kib")[1].split()[0]) / 1024
     assert elapsed < 45, f"validate took {elapsed:.1f}s on 200k records"
     assert peak_mib < 1024, f"validate peaked at {peak_mib:.0f} MiB on 200k records"
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "details.json").read_text())
     assert metrics["read"] == 200_000 == sum(metrics[s]["records"] for s in ("train", "dev", "test"))

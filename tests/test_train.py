@@ -90,7 +90,9 @@ def test_fits_a_separable_toy_set(project, fit_run):
     assert len(hist) == 12
     assert hist[-1]["loss_ner"] < 0.5 * hist[0]["loss_ner"]
     assert hist[-1]["loss_topic"] < 0.5 * hist[0]["loss_topic"]
-    summary = json.loads((project / "metrics" / "train_fit.json").read_text())
+    summary = json.loads((project / "reports" / "train_fit.json").read_text())
+    assert json.loads((project / "metrics" / "train_fit.json").read_text()) == {
+        "best_epoch": summary["best_epoch"], "epochs_run": 12}
     assert summary["epochs_run"] == 12 and summary["world_size"] == 1
     assert summary["best_epoch"] == json.loads((fit_run / "multitask.json").read_text())["best_epoch"]
 
@@ -114,8 +116,11 @@ def test_model_card_says_what_the_model_is_with_the_best_epochs_dev_scores(proje
     counts = summary["summary"]
     assert counts["spans"] == 2 * 64 == sum(counts[k] for k in ("aligned", "expanded", "contracted", "dropped"))
     assert len(events) == counts["spans"] - counts["aligned"] and summary["policy"] == "expand"
-    featurize = json.loads((project / "metrics" / "featurize.json").read_text())
+    featurize = json.loads((project / "reports" / "featurize.json").read_text())
     assert featurize["encoder_source"] == f"local directory {tiny_gpt_neo}"
+    assert json.loads((project / "metrics" / "featurize.json").read_text()) == {
+        "windowed_records": featurize["windowed_records"], "misaligned_spans": counts["spans"] - counts["aligned"],
+        "encoder_source": "directory"}
 
 
 def test_partial_label_batches_train_without_nan(tmp_path, tiny_gpt_neo):
@@ -163,7 +168,7 @@ def test_two_runs_with_the_same_params_are_identical(project, two_epochs):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
     assert run_stage(evaluate_mod, project, *evaluate_args("det_a", out="det_a")) == 0
     assert run_stage(evaluate_mod, project, *evaluate_args("det_b", out="det_b")) == 0
-    assert (project / "metrics" / "det_a.json").read_bytes() == (project / "metrics" / "det_b.json").read_bytes()
+    assert (project / "reports" / "det_a.json").read_bytes() == (project / "reports" / "det_b.json").read_bytes()
 
 
 def test_resume_continues_from_the_checkpoint_after_a_kill(project, two_epochs, monkeypatch, capsys):
@@ -220,7 +225,7 @@ def test_torchrun_two_processes_on_cpu_matches_one_process(project, fit_run):
     assert proc.stdout.count("model card in ddp") == 1, proc.stdout
     assert proc.stdout.count("epoch 12:") == 1
     assert not [p.name for p in project.iterdir() if p.name.startswith((".ddp.", ".ckpt_ddp."))]
-    summary = json.loads((project / "metrics" / "train_ddp.json").read_text())
+    summary = json.loads((project / "reports" / "train_ddp.json").read_text())
     assert summary["world_size"] == 2 and summary["epochs_run"] == 12
     one, two = history(project, "fit"), history(project, "ddp")
     assert len(one) == len(two) == 12
@@ -238,7 +243,10 @@ def test_torchrun_two_processes_on_cpu_matches_one_process(project, fit_run):
 
 def test_evaluate_writes_metrics_errors_and_plots(project, fit_run):
     assert run_stage(evaluate_mod, project, *evaluate_args("fit", out="fit")) == 0
-    metrics = json.loads((project / "metrics" / "fit.json").read_text())
+    metrics = json.loads((project / "reports" / "fit.json").read_text())
+    headline = json.loads((project / "metrics" / "fit.json").read_text())
+    assert headline == {s: {"topic": {"macro_f1": metrics[s]["topic"]["macro_f1"]}, "ner": {"f1": metrics[s]["ner"]["f1"]}}
+                        for s in ("dev", "test")}
     assert set(metrics) == {"dev", "test"}
     for split in ("dev", "test"):
         m = metrics[split]
@@ -284,6 +292,7 @@ def test_evaluate_leaves_an_empty_split_absent(project, fit_run):
     args[args.index("tok")], args[args.index("val")] = "tok_notest", "val_notest"
     assert run_stage(evaluate_mod, project, *args) == 0
     metrics = json.loads((project / "metrics" / "notest.json").read_text())
+    assert list(json.loads((project / "reports" / "notest.json").read_text())) == ["dev"]
     assert list(metrics) == ["dev"]  # no test key at all, not zeros
     assert (project / "reports" / "notest_errors.jsonl").read_text() == ""
     assert json.loads((project / "plots_notest" / "topic_confusion.json").read_text()) == []

@@ -58,7 +58,7 @@ def run_stage(tmp: Path, **overrides) -> subprocess.CompletedProcess:
     (tmp / "params.yaml").write_text(yaml.safe_dump(tree, sort_keys=False), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "--params", "params.yaml",
-                           "--out-dir", "out", "--metrics", "metrics.json"],
+                           "--out-dir", "out", "--metrics", "metrics.json", "--details", "details.json"],
                           cwd=tmp, env=env, check=False, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
@@ -217,7 +217,7 @@ def test_drop_mode_accounts_for_every_record(tmp_path):
     write_jsonl(raw / "b.jsonl", bad[2:] + good[10:] + [good[0]])   # good[0] again: merged, not rejected
     proc = run_stage(tmp_path, **{"validate.on_error": "drop"})
     assert proc.returncode == 0, proc.stderr
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "details.json").read_text())
     assert metrics["read"] == 25 == metrics["kept"] + metrics["rejected"]
     assert (metrics["rejected"], metrics["merged_duplicates"], metrics["unique"]) == (4, 1, 20)
     assert sum(metrics[s]["records"] for s in ("train", "dev", "test")) == 20
@@ -311,7 +311,7 @@ def test_empty_split_gives_a_warning_and_an_empty_file(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "warning: the dev split is empty" in proc.stderr and "warning: the test split is empty" in proc.stderr
     assert (tmp_path / "out" / "dev.jsonl").read_text() == "" == (tmp_path / "out" / "test.jsonl").read_text()
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "details.json").read_text())
     assert metrics["dev"]["records"] == 0 and metrics["train"]["records"] == 5
 
 
@@ -322,7 +322,10 @@ def test_output_records_and_metrics(tmp_path):
     assert out["r1"]["task_B"] == paris()["task_B"] and out["r1"]["task_A"] == "travel"
     (auto_id,) = [k for k in out if k != "r1"]
     assert auto_id.startswith("s-") and out[auto_id]["task_B"] is None
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "details.json").read_text())
     total = {k: sum(metrics[s][k] for s in ("train", "dev", "test")) for k in ("records", "topic_annotated", "ner_annotated")}
     assert total == {"records": 2, "topic_annotated": 2, "ner_annotated": 1}
     assert sum(metrics[s]["entities"]["LOC"] for s in ("train", "dev", "test")) == 1
+    headline = json.loads((tmp_path / "metrics.json").read_text())  # what dvc metrics show lists
+    assert headline == {"kept": 2, "rejected": 0, "records": {s: metrics[s]["records"] for s in ("train", "dev", "test")},
+                        "annotated": {"topic": 2, "ner": 1}}

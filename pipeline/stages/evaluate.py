@@ -1,8 +1,9 @@
 """Stage evaluate: score the trained model on the dev and test splits.
 
-metrics/eval.json: per split, topic accuracy / macro-F1 / per-class P/R/F1 and NER exact-span
+reports/eval.json: per split, topic accuracy / macro-F1 / per-class P/R/F1 and NER exact-span
 micro P/R/F1, per type, and seqeval strict IOB2 F1; each task only over records annotated for
-it (with the counts). An empty split or task is absent, not zero. Also writes the topic confusion
+it (with the counts). metrics/eval.json: the headline of it (pipeline/core/headline.py): per
+split topic macro-F1 and NER F1. An empty split or task is absent, not zero. Also writes the topic confusion
 matrix and per-type F1 as DVC plot data and as PNG images, and reports/errors.jsonl: every test
 record with a wrong topic or a span error, gold and predicted side by side.
 """
@@ -15,6 +16,7 @@ import torch
 
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.device import pick_device
+from pipeline.core.headline import eval_headline
 from pipeline.core.model import ModelMeta
 from pipeline.core.scoring import error_report, score_split
 from pipeline.storage import feature_store, model_dir, plots, progress
@@ -57,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--model-dir": ("models/multitask", "trained model"),
         "--features": ("data/features", "featurized data"),
         "--validated": ("data/validated", "validated records"),
-        "--metrics": ("metrics/eval.json", "scores"),
+        "--metrics": ("metrics/eval.json", "headline scores (dvc metrics)"),
+        "--details": ("reports/eval.json", "every score: per class, per type, P/R/F1, seqeval"),
         "--errors": ("reports/errors.jsonl", "test errors for review"),
         "--plots-dir": ("plots", "plot data and images")})
     return ap.parse_args(argv)
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
                          for r, q in zip(records, preds) if r["task_A"] is not None]
             if "ner" in result:
                 per_type = [{"type": t, **result["ner"][t]} for t in meta.entities if t in result["ner"]]
-    write_json(args.metrics, metrics)
+    write_json(args.details, metrics)
+    write_json(args.metrics, eval_headline(metrics))
     write_jsonl(args.errors, errors)
     plots_dir = Path(args.plots_dir)
     write_json(plots_dir / "topic_confusion.json", confusion)

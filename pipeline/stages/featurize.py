@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.features import COUNT_KEYS, Featurizer, chunk_counts
+from pipeline.core.headline import featurize_headline
 from pipeline.core.records import SPLITS
 from pipeline.storage import feature_store, progress
 from pipeline.storage import params as params_mod
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = stage_parser("featurize", __doc__, {
         "--in-dir": ("data/validated", "validated records"),
         "--out-dir": ("data/features", "features per split"),
-        "--metrics": ("metrics/featurize.json", "alignment counts"),
+        "--metrics": ("metrics/featurize.json", "headline counts (dvc metrics)"),
+        "--details": ("reports/featurize.json", "every window, token and alignment count, per split"),
         "--report": ("reports/misaligned.jsonl", "misaligned spans")})
     args = ap.parse_args(argv)
     p = params_mod.load(args.params)
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         # the last line sums up, so a clean corpus still gets a report that says so (not an empty file)
         report.write(json.dumps({"summary": {k: total[k] for k in ("spans", "aligned", "expanded", "contracted",
                                                                    "dropped")}, "policy": cfg.misaligned}) + "\n")
-    write_json(args.metrics, {**total, **metrics, "encoder_source": resolve(p.encoder.name).describe()})
+    source = resolve(p.encoder.name)
+    write_json(args.details, {**total, **metrics, "encoder_source": source.describe()})
+    write_json(args.metrics, featurize_headline(total, source.kind))
     print(f"featurize: {total['records']} records -> {total['windows']} windows "
           f"({total['windowed_records']} records windowed); spans: {total['aligned']} aligned, "
           f"{total['expanded']} expanded, {total['contracted']} contracted, {total['dropped']} dropped")

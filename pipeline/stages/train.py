@@ -27,6 +27,7 @@ import torch
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core import training
 from pipeline.core.device import pick_device
+from pipeline.core.headline import train_headline
 from pipeline.core.metrics import select_score
 from pipeline.core.model import ModelMeta, MultiTaskModel
 from pipeline.core.records import split_stats
@@ -44,7 +45,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--validated": ("data/validated", "validated records, for dev spans"),
         "--model-dir": ("models/multitask", "output model directory"),
         "--checkpoint-dir": ("models/checkpoint", "per-epoch checkpoint for train.resume"),
-        "--metrics": ("metrics/train.json", "training summary"),
+        "--metrics": ("metrics/train.json", "headline training summary (dvc metrics)"),
+        "--details": ("reports/train.json", "the training summary in full"),
         "--speed": (None, ("also write training time and tokens/s to this JSON file (not a DVC output: "
                            "timings differ run to run, and dvc.lock must not)")),
         "--live-dir": ("dvclive", "DVCLive directory"),
@@ -186,10 +188,11 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
         model_dir.save(model.cpu(), tokenizer, tmp, meta)
         model_card.write(tmp, meta, resolve(p.encoder.name), train_stats, best, run.stopping.epoch)
     last = run.history[-1]
-    write_json(args.metrics, {
-        "epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
-        "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
-        "padded_fraction": last["padded_fraction"], "world_size": world})
+    summary = {"epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
+               "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
+               "padded_fraction": last["padded_fraction"], "world_size": world}
+    write_json(args.details, summary)
+    write_json(args.metrics, train_headline(summary))
     speed = {"train_seconds": round(seconds, 1), "tokens_per_second": round(tokens / max(seconds, 1e-9), 1)}
     if args.speed:
         write_json(args.speed, {**speed, "world_size": world})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.corpus import Corpus
+from pipeline.core.headline import data_headline
 from pipeline.core.records import split_stats
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = stage_parser("validate", __doc__, {
         "--raw-dir": (None, "raw data directory (default: params data.raw_dir)"),
         "--out-dir": ("data/validated", "validated records per split"),
-        "--metrics": ("metrics/data.json", "data counts")})
+        "--metrics": ("metrics/data.json", "headline data counts (dvc metrics)"),
+        "--details": ("reports/data.json", "every count: per split, task, label")})
     args = ap.parse_args(argv)
     p = params_mod.load(args.params)
     raw_dir = Path(args.raw_dir or p.data.raw_dir)
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         metrics[split] = split_stats(records, topics, entities)
         if not records:
             print(f"warning: the {split} split is empty (too little data); later stages skip it", file=sys.stderr)
-    write_json(args.metrics, metrics)
+    write_json(args.details, metrics)
+    write_json(args.metrics, data_headline(metrics))
     if result["rejects"]:
         _print_capped("dropped", result["problems"], cap)
         print(f"dropped {counts['rejected']} record(s): see {args.out_dir}/rejects.jsonl", file=sys.stderr)
