@@ -762,7 +762,7 @@ def _cycle(items: list[str], n: int) -> list[str]:
 # Self-check
 # --------------------------------------------------------------------------------------
 
-def self_check(records: list[dict], strict: bool) -> dict:
+def self_check(records: list[dict], strict: bool) -> dict:  # noqa: C901, PLR0912, PLR0915 - a flat list of independent invariant checks
     topics = Counter()
     types = Counter()
     features = Counter()

