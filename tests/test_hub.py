@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.storage import hub, packaged
 from pipeline.storage.errors import PipelineError
+from pipeline.storage.files import sha256
 
 NAME = "test-org/tiny-bert"
 
@@ -26,7 +27,7 @@ def fake_package(tmp_path, tiny_bert, monkeypatch):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-encoder-pkg\nVersion: 0.1\n")
     monkeypatch.syspath_prepend(str(site))
-    pins = {p.name: packaged.sha256(p) for p in model.iterdir() if p.is_file()}
+    pins = {p.name: sha256(p) for p in model.iterdir() if p.is_file()}
     monkeypatch.setitem(packaged.PACKAGED, NAME, packaged.PackagedCopy("fake-encoder-pkg", "fake_encoder_pkg/model",
                                                                        pins))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

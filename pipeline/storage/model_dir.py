@@ -4,7 +4,6 @@ weights' checksum), model.safetensors (both heads and the encoder) and the token
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -12,6 +11,7 @@ from typing import NamedTuple
 from pipeline.core.features import special_layout
 from pipeline.core.model import POOLINGS, ModelMeta, MultiTaskModel
 from pipeline.storage.errors import PipelineError
+from pipeline.storage.files import sha256
 from pipeline.storage.hub import load_tokenizer, quiet_transformers
 
 MODEL_CONFIG = "multitask.json"
@@ -29,14 +29,6 @@ class LoadedModel(NamedTuple):
     meta: ModelMeta
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save(model: MultiTaskModel, tokenizer, out_dir: Path, meta: ModelMeta) -> None:
     """Self-contained model directory: encoder config, our config, safetensors weights, tokenizer."""
     from safetensors.torch import save_model
@@ -50,7 +42,7 @@ def save(model: MultiTaskModel, tokenizer, out_dir: Path, meta: ModelMeta) -> No
     # only its header, so garbled tensor bytes would otherwise load silently as wrong weights.
     fields = dataclasses.asdict(meta)
     config = {"format_version": FORMAT_VERSION, "pooling": fields.pop("pooling"), **fields,
-              "weights_sha256": file_sha256(out_dir / WEIGHTS)}
+              "weights_sha256": sha256(out_dir / WEIGHTS)}
     (out_dir / MODEL_CONFIG).write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -79,7 +71,7 @@ def _read_meta(model_dir: Path, trust_remote_code: bool):
         raise PipelineError(f"model directory '{model_dir}': {MODEL_CONFIG} pooling {raw['pooling']!r} "
                             f"is not one of {', '.join(POOLINGS)}")
     expected = raw.get("weights_sha256")
-    if expected is not None and file_sha256(model_dir / WEIGHTS) != expected:
+    if expected is not None and sha256(model_dir / WEIGHTS) != expected:
         raise PipelineError(f"model directory '{model_dir}': corrupted {WEIGHTS}: its checksum does not match "
                             f"the one recorded at training time (re-train or restore it, e.g. `dvc checkout`)")
     names = {f.name for f in dataclasses.fields(ModelMeta)}

@@ -10,12 +10,13 @@ line, never a different model under the same name. The hashes are those of the h
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+
+from pipeline.storage.files import sha256
 
 
 @dataclass(frozen=True)
@@ -42,14 +43,6 @@ PACKAGED: dict[str, PackagedCopy] = {
         ".gitattributes": "98ccb431c012ebfe976280fbd45aea4cec7409935868ccecf3954370f96732a1",
     }),
 }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _problem(directory: Path, pinned: dict[str, str]) -> str | None:
