@@ -68,6 +68,8 @@ def make_project(root: Path, encoder_dir: Path | None, n_records: int = 160) -> 
         shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
     corpus = (REPO / "data/raw/corpus.jsonl").read_text(encoding="utf-8").splitlines()
     (root / "data/raw/corpus.jsonl").write_text("\n".join(corpus[:n_records]) + "\n", encoding="utf-8")
+    # the offline plot template .dvc/config names is generated (scripts/setup.sh), not tracked
+    run([sys.executable, str(REPO / "scripts/offline_plots.py"), "--repo", str(root)], root)
     set_params(root, tokenize={"max_length": 48, "stride": 8}, train={"epochs": 1, "batch_size": 16},
                **({"encoder": {"name": str(encoder_dir)}} if encoder_dir is not None else {}))
     run(["git", "init", "-q"], root)

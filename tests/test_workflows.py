@@ -44,6 +44,7 @@ def test_experiment_then_show_and_diffs(project, tmp_path):
     run(["dvc", "plots", "diff", "-o", str(out_dir)], project)
     html = (out_dir / "index.html").read_text()
     assert "topic confusion" in html and "train_curves.png" in html
+    assert "cdn.jsdelivr.net" not in html and "vegaEmbed" in html  # the offline template: Vega inline
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-q"], project)
 
