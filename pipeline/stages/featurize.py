@@ -1,7 +1,8 @@
 """Stage featurize: validated records -> token ids, BIO tags and topic ids per window.
 
 Writes data/features/{train,dev,test}.parquet (unpadded: one row per window, padding happens
-per batch in training), data/features/meta.json, metrics/featurize.json (alignment counts) and
+per batch in training), data/features/meta.json, reports/featurize.json (every window, token and
+alignment count; metrics/featurize.json holds its headline) and
 reports/misaligned.jsonl (every span whose edge fell inside a token, with what was done; its
 last line is a {"summary": counts} record, so a clean corpus gets a report that says so).
 Streams records in chunks, so memory stays bounded for large inputs.

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     source = args.input or pp.input
     items = ((f"argument {i}", {"sentence": s}) for i, s in enumerate(args.sentences, 1)) if args.sentences \
         else read_inputs(source, args.input_format)
-    total = len(args.sentences) if args.sentences else count_inputs(source)
+    # a progress total only where a bar is drawn (a file output): counting is a second pass over the input
+    total = None if args.output == "-" else len(args.sentences) if args.sentences else count_inputs(source)
     inputs = capped(items, pp.max_chars, pp.max_records)
     predictor = load_predictor(args.model, pp.batch_size, args.device, p.encoder.trust_remote_code)
     render = pretty if args.format == "pretty" else (lambda r: json.dumps(r, ensure_ascii=False) + "\n")

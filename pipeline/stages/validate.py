@@ -6,7 +6,8 @@ record in a .json array, the line it starts on, plus `:column` where several rec
 Bytes that cannot be trusted are never read: broken or looping symlinks, FIFOs and other
 non-regular files are skipped with a warning, and so is a second path to a file already read.
 validate.on_error=fail stops with every problem listed; =drop writes rejected records with
-their reasons to the rejects file. Either way, read = kept + rejected in metrics/data.json.
+their reasons to the rejects file. Either way, read = kept + rejected in reports/data.json
+(metrics/data.json holds the headline counts).
 """
 from __future__ import annotations
 
