@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,12 +14,59 @@ from pathlib import Path
 
 from pipeline.storage.errors import PipelineError
 
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((what for test, what in _KINDS if test(mode)), "not a regular file")
+
+
+def output_target(path: str | Path, is_dir: bool = False) -> Path:
+    """Where an output at `path` is written: the path itself, or the file a symlink points to (it is
+    written through, the link kept). Anything that is not absent or a regular file (a directory for
+    is_dir) is refused in one line: replacing a device, a FIFO or a directory would destroy it."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as exc:
+        raise PipelineError(f"{path}: cannot write output ({exc.strerror or exc})") from None
+    wanted = stat.S_ISDIR(mode) if is_dir else stat.S_ISREG(mode)
+    if not wanted:
+        via = f" (symlink to {target})" if target != path else ""
+        expected = "a directory" if is_dir else "a regular file"
+        raise PipelineError(f"{path}{via}: is {_kind(mode)}; an output must be {expected} or a new path, "
+                            f"and is never replaced")
+    return target
+
+
+def distinct_from_inputs(output: str | Path, inputs: Iterable[str | Path], flag: str = "--output") -> None:
+    """One line, before any work, when an output would overwrite one of the command's inputs."""
+    out = Path(output)
+    if not out.exists():
+        return
+    for given in inputs:
+        given = Path(given)
+        if given.exists() and (os.path.samefile(given, out) or given.is_dir() and out.resolve().is_relative_to(given.resolve())):
+            raise PipelineError(f"{flag} {output}: is also an input ({given}); write the output elsewhere")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
 
 @contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it over `path` (so a kill never leaves
-    a half-written output that DVC or a later stage would take as complete)."""
-    path = Path(path)
+    a half-written output that DVC or a later stage would take as complete). A symlink is written
+    through; a non-regular file is refused (output_target). A replaced file keeps its mode; a new
+    directory gets the user's umask (mkdtemp would leave it 0700)."""
+    path = output_target(path, is_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was SIGKILLed
         shutil.rmtree(stale, ignore_errors=True)
@@ -27,6 +75,7 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
     try:
         yield target
         if is_dir:
+            tmp.chmod(0o777 & ~_umask())
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
@@ -36,6 +85,8 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
             else:
                 os.replace(tmp, path)
         else:
+            if path.exists():
+                target.chmod(stat.S_IMODE(path.stat().st_mode))
             os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -50,20 +101,66 @@ def sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+class JSONValueError(ValueError):
+    """Valid-looking JSON that would be read wrongly: a key given twice in one object (json keeps
+    the last silently) or NaN/Infinity (not JSON, RFC 8259; Python's json reads them anyway)."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise JSONValueError(f"duplicate key {cap(dup)!r} in one object (only one value can be kept)")
+    return obj
+
+
+def _no_constant(name: str):
+    raise JSONValueError(f"{name} is not a JSON value (use null, or a number)")
+
+
+def loads(text: str):
+    """json.loads for input from users: duplicate keys and NaN/Infinity are errors (JSONValueError,
+    a ValueError), worded by json_problem() like any other parse error."""
+    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
+def dumps(obj, indent: int | None = None) -> str:
+    """Standard JSON (NaN/Infinity raise ValueError: a bug in the writer, never written silently)
+    that is valid UTF-8: a lone surrogate from a rejected input is kept as a \\uXXXX escape."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, indent=indent, ensure_ascii=True, allow_nan=False)
+    return text
+
+
+MESSAGE_CAP = 200
+
+
+def cap(value, limit: int = MESSAGE_CAP) -> str:
+    """A value as a message may show it: str() cut to `limit` characters, with how much was left out."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
 def write_json(path: str | Path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    write_text(path, dumps(obj, indent=2) + "\n")
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     n = 0
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
         for rec in records:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.write(dumps(rec) + "\n")
             n += 1
     return n
 
@@ -74,6 +171,8 @@ def json_problem(exc: Exception) -> str:
         return f"invalid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}"
     if isinstance(exc, RecursionError):
         return "invalid JSON: nested too deeply"
+    if isinstance(exc, JSONValueError):
+        return f"invalid JSON: {exc}"
     return f"invalid JSON: {exc or type(exc).__name__}"  # e.g. an integer with more digits than Python converts
 
 

@@ -71,10 +71,13 @@ class LabelsParams(_Section):
     entities: Labels
 
 
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds are unsigned 32-bit
+
+
 class SplitParams(_Section):
     dev: float = Field(ge=0.0, lt=1.0)
     test: float = Field(ge=0.0, lt=1.0)
-    seed: int
+    seed: int = Field(ge=0, le=SEED_MAX)
 
     @model_validator(mode="after")
     def _leaves_training_data(self):
@@ -90,6 +93,8 @@ class DataParams(_Section):
 
 class ValidateParams(_Section):
     on_error: Literal["fail", "drop"]
+    on_conflict: Literal["fail", "first", "majority", "drop"]
+    allow_external_symlinks: bool
     max_errors_shown: int = Field(ge=1)
 
 
@@ -97,6 +102,7 @@ class EncoderParams(_Section):
     name: NonEmptyStr
     pooling: Literal["mean", "last", "weighted_mean"]
     trust_remote_code: bool
+    allow_pickle: bool
 
 
 class TokenizeParams(_Section):
@@ -124,7 +130,7 @@ class TrainParams(_Section):
     max_grad_norm: float = Field(ge=0.0)
     alpha: float = Field(ge=0.0)
     beta: float = Field(ge=0.0)
-    seed: int
+    seed: int = Field(ge=0, le=SEED_MAX)
     freeze: Literal["none", "encoder", "top_k"]
     unfreeze_top_layers: int = Field(ge=0)
     select_metric: Literal["mean_f1", "topic_macro_f1", "ner_f1", "loss"]
@@ -263,6 +269,9 @@ def _kind(info: FieldInfo) -> type:
 def _bounds(info: FieldInfo) -> str:
     ge = next((m.ge for m in info.metadata if isinstance(m, annotated_types.Ge)), None)
     lt = next((m.lt for m in info.metadata if isinstance(m, annotated_types.Lt)), None)
+    le = next((m.le for m in info.metadata if isinstance(m, annotated_types.Le)), None)
+    if le is not None:
+        return f"must be in [{ge}, {le}]"
     return f"must be >= {ge}" if lt is None else f"must be in [{ge}, {lt})"
 
 
@@ -287,7 +296,7 @@ def _key_problem(err: dict) -> str:
     if kind.endswith("_type") or kind == "literal_error":
         hint = " (remove the quotes)" if isinstance(value, str) and expected in (int, float) else ""
         return f"'{key}' must be {_KIND.get(expected, expected.__name__)}, got {_got(value)}{hint}"
-    if kind in ("greater_than_equal", "less_than"):
+    if kind in ("greater_than_equal", "less_than", "less_than_equal"):
         return f"'{key}' {_bounds(info)} (got {value!r})"
     if kind == "params_rule":
         return f"'{key}' {err['msg']} (got {value!r})"
