@@ -31,9 +31,14 @@ class Checked:
     warnings: list[str] = field(default_factory=list)
 
 
+def shorten(text: str, limit: int = 200) -> str:
+    """Text as a message may show it: at most `limit` characters, then how many were left out (a
+    4000-digit number or a 1 MB string in a message would bury the line it is in)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(repr(value), limit)
 
 
 def _label_problem(value, allowed: list[str], what: str) -> str:

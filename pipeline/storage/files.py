@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.core.records import shorten
 from pipeline.storage.errors import PipelineError
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -111,7 +112,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     if len(obj) != len(pairs):
         seen = set()
         dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise JSONValueError(f"duplicate key {cap(dup)!r} in one object (only one value can be kept)")
+        raise JSONValueError(f"duplicate key {shorten(repr(dup))} in one object (only one value can be kept)")
     return obj
 
 
@@ -119,10 +120,13 @@ def _no_constant(name: str):
     raise JSONValueError(f"{name} is not a JSON value (use null, or a number)")
 
 
+STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+
+
 def loads(text: str):
     """json.loads for input from users: duplicate keys and NaN/Infinity are errors (JSONValueError,
     a ValueError), worded by json_problem() like any other parse error."""
-    return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    return STRICT_DECODER.decode(text)
 
 
 def dumps(obj, indent: int | None = None) -> str:
@@ -134,17 +138,6 @@ def dumps(obj, indent: int | None = None) -> str:
     except UnicodeEncodeError:
         text = json.dumps(obj, indent=indent, ensure_ascii=True, allow_nan=False)
     return text
-
-
-MESSAGE_CAP = 200
-
-
-def cap(value, limit: int = MESSAGE_CAP) -> str:
-    """A value as a message may show it: str() cut to `limit` characters, with how much was left out."""
-    text = value if isinstance(value, str) else str(value)
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def write_text(path: str | Path, text: str) -> None:
