@@ -11,11 +11,15 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from pipeline.core.records import shorten
 from pipeline.storage.errors import PipelineError
+
+ERROR_LINE_CAP = 2000  # a message quoting a huge input stays one readable line
 
 PROG = "python -m pipeline"
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
@@ -26,7 +30,15 @@ def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = N
     try:
         main(argv)
     except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shorten(str(exc), ERROR_LINE_CAP)}", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # `predict ... | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except OSError as exc:  # the machine, not the code: disk full, permission denied, I/O error
+        where = f"{exc.filename}: " if exc.filename else ""
+        why = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: {shorten(where + why, ERROR_LINE_CAP)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -1,12 +1,14 @@
 """Atomic outputs: an interrupted writer never leaves a half-written file or directory behind."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
 import pytest
 
-from pipeline.storage.files import atomic_path, write_jsonl, write_text
+from pipeline.storage.errors import PipelineError
+from pipeline.storage.files import atomic_path, distinct_from_inputs, json_problem, loads, write_jsonl, write_text
 
 KILLED_WRITER = """
 import os, signal, sys
@@ -55,3 +57,118 @@ def test_write_jsonl_counts_and_round_trips(tmp_path):
     records = [{"sentence": "naïve 🚀", "n": 1}, {"sentence": "北京", "n": 2}]
     assert write_jsonl(tmp_path / "a.jsonl", records) == 2
     assert list(read_jsonl(tmp_path / "a.jsonl")) == records
+
+
+# ---- what is at the output path: written through, or refused and left as it was ------------------
+
+def test_symlink_output_is_written_through_and_kept(tmp_path):
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    write_text(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink()
+    assert (tmp_path / "real.json").read_text() == "new"
+
+
+def test_dangling_symlink_output_creates_its_target(tmp_path):
+    (tmp_path / "link.json").symlink_to("made.json")
+    write_text(tmp_path / "link.json", "new")
+    assert (tmp_path / "link.json").is_symlink() and (tmp_path / "made.json").read_text() == "new"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dir", "symlink_to_fifo", "socket"])
+def test_non_regular_output_is_refused_and_left_alone(tmp_path, kind):
+    import os
+    import socket
+
+    target = tmp_path / "out.json"
+    expected = {"fifo": "is a FIFO (named pipe)", "dir": "is a directory", "symlink_to_fifo": "is a FIFO (named pipe)",
+                "socket": "is a socket"}[kind]
+    sock = None
+    if kind == "dir":
+        target.mkdir()
+    elif kind == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(target))
+    else:
+        os.mkfifo(tmp_path / "pipe")
+        if kind == "fifo":
+            os.rename(tmp_path / "pipe", target)
+        else:
+            target.symlink_to("pipe")
+    before = os.lstat(target)
+    try:
+        with pytest.raises(PipelineError, match=re.escape(expected + "; an output must be a regular file or a new path")):
+            write_text(target, "x")
+    finally:
+        if sock:
+            sock.close()
+    after = os.lstat(target)
+    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_dev_null_is_refused_not_replaced():
+    import os
+
+    before = os.stat("/dev/null")
+    with pytest.raises(PipelineError, match="/dev/null: is a character device"):
+        write_text("/dev/null", "x")
+    assert os.stat("/dev/null").st_rdev == before.st_rdev and os.stat("/dev/null").st_ino == before.st_ino
+
+
+def test_file_where_a_directory_output_goes_is_refused(tmp_path):
+    (tmp_path / "models").write_text("not a dir")
+    with pytest.raises(PipelineError, match="is a regular file; an output must be a directory or a new path"), \
+            atomic_path(tmp_path / "models", is_dir=True):
+        pass
+
+
+def test_replaced_file_keeps_its_mode_and_new_directory_follows_umask(tmp_path):
+    import os
+
+    out = tmp_path / "out.txt"
+    out.write_text("old")
+    out.chmod(0o640)
+    write_text(out, "new")
+    assert (out.stat().st_mode & 0o777, out.read_text()) == (0o640, "new")
+    old_mask = os.umask(0o027)
+    try:
+        with atomic_path(tmp_path / "d", is_dir=True) as tmp:
+            (tmp / "a").write_text("x")
+    finally:
+        os.umask(old_mask)
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o750
+
+
+def test_output_that_is_an_input_is_refused(tmp_path):
+    (tmp_path / "in.jsonl").write_text("x")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "a.txt").write_text("x")
+    (tmp_path / "alias.jsonl").symlink_to("in.jsonl")
+    for output, inputs in [("in.jsonl", ["in.jsonl"]), ("alias.jsonl", ["in.jsonl"]), ("dir/a.txt", ["dir"])]:
+        with pytest.raises(PipelineError, match="is also an input"):
+            distinct_from_inputs(tmp_path / output, [tmp_path / i for i in inputs])
+    distinct_from_inputs(tmp_path / "new.jsonl", [tmp_path / "in.jsonl"])  # a new path is fine
+
+
+def test_json_output_is_standard_and_utf8_safe(tmp_path):
+    import json
+
+    write_jsonl(tmp_path / "a.jsonl", [{"s": "lone \udc80 surrogate", "t": "é"}])
+    data = (tmp_path / "a.jsonl").read_bytes()
+    data.decode("utf-8")  # valid UTF-8
+    assert json.loads(data)["s"] == "lone \udc80 surrogate"
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        write_jsonl(tmp_path / "b.jsonl", [{"score": float("nan")}])
+    assert not (tmp_path / "b.jsonl").exists()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('{"task_A": "travel", "task_A": "politics"}', "invalid JSON: duplicate key 'task_A' in one object"),
+    ('{"score": NaN}', "invalid JSON: NaN is not a JSON value"),
+    ('[-Infinity]', "invalid JSON: -Infinity is not a JSON value"),
+])
+def test_strict_loads_refuses_what_json_would_read_wrongly(text, problem):
+    with pytest.raises(ValueError) as exc:
+        loads(text)
+    assert json_problem(exc.value).startswith(problem)
