@@ -145,8 +145,10 @@ def test_output_that_is_an_input_is_refused(tmp_path):
     (tmp_path / "dir").mkdir()
     (tmp_path / "dir" / "a.txt").write_text("x")
     (tmp_path / "alias.jsonl").symlink_to("in.jsonl")
-    for output, inputs in [("in.jsonl", ["in.jsonl"]), ("alias.jsonl", ["in.jsonl"]), ("dir/a.txt", ["dir"])]:
-        with pytest.raises(PipelineError, match="is also an input"):
+    cases = [("in.jsonl", ["in.jsonl"]), ("alias.jsonl", ["in.jsonl"]), ("dir/a.txt", ["dir"]), ("dir/new", ["dir"]),
+             (".", ["dir"]), ("dir", ["dir/a.txt"])]
+    for output, inputs in cases:
+        with pytest.raises(PipelineError, match="would replace the input"):
             distinct_from_inputs(tmp_path / output, [tmp_path / i for i in inputs])
     distinct_from_inputs(tmp_path / "new.jsonl", [tmp_path / "in.jsonl"])  # a new path is fine
 

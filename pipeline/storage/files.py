@@ -45,14 +45,13 @@ def output_target(path: str | Path, is_dir: bool = False) -> Path:
 
 
 def distinct_from_inputs(output: str | Path, inputs: Iterable[str | Path], flag: str = "--output") -> None:
-    """One line, before any work, when an output would overwrite one of the command's inputs."""
-    out = Path(output)
-    if not out.exists():
-        return
+    """One line, before any work, when writing `output` would replace one of the command's inputs:
+    the same file (by any path), a file inside an input directory, or a directory holding an input."""
+    out = Path(output).resolve()
     for given in inputs:
-        given = Path(given)
-        if given.exists() and (os.path.samefile(given, out) or given.is_dir() and out.resolve().is_relative_to(given.resolve())):
-            raise PipelineError(f"{flag} {output}: is also an input ({given}); write the output elsewhere")
+        inp = Path(given).resolve()
+        if out == inp or out.is_relative_to(inp) and inp.is_dir() or inp.is_relative_to(out):
+            raise PipelineError(f"{flag} {output}: would replace the input {given}; write the output elsewhere")
 
 
 def _umask() -> int:
