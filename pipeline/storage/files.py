@@ -176,16 +176,21 @@ def read_jsonl(path: str | Path) -> Iterator[dict]:
                 yield json.loads(line)
 
 
-def read_text(path: Path) -> str:
-    """A whole UTF-8 text file (BOM allowed); a missing, unreadable or non-UTF-8 file is one clear line."""
+def read_bytes(path: Path) -> bytes:
+    """A whole file; a missing or unreadable one is one clear line."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise PipelineError(f"{path}: not found") from None
     except IsADirectoryError:
         raise PipelineError(f"{path}: is a directory, expected a file") from None
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_text(path: Path) -> str:
+    """A whole UTF-8 text file (BOM allowed); a missing, unreadable or non-UTF-8 file is one clear line."""
+    data = read_bytes(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
