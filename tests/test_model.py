@@ -156,20 +156,25 @@ def test_load_corrupted_weights(saved, damage):
     assert "\n" not in str(info.value)
 
 
-def test_load_corrupted_weights_without_checksum_still_fails_clearly(saved):
+def test_deleting_the_checksum_does_not_switch_the_integrity_check_off(saved):
     meta = json.loads((saved / MODEL_CONFIG).read_text())
-    del meta["weights_sha256"]  # a directory from before checksums: safetensors' own checks remain
+    del meta["weights_sha256"]
     (saved / MODEL_CONFIG).write_text(json.dumps(meta))
     path = saved / WEIGHTS
-    path.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(PipelineError, match=f"corrupted {WEIGHTS}"):
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x01  # one bit of tensor data: safetensors' own checks cannot see it
+    path.write_bytes(bytes(data))
+    with pytest.raises(PipelineError) as info:
         load(saved)
+    assert str(info.value) == (f"model directory '{saved}': {MODEL_CONFIG} lacks weights_sha256 (restore it, e.g. "
+                               f"`dvc checkout`, or re-train)")
 
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m.update(format_version=99), "format_version 99"),
     (lambda m: m.pop("tags"), "lacks tags"),
-    (lambda m: m.update(pooling="max"), "pooling 'max'"),
+    (lambda m: m.update(pooling="max"), "pooling must be one of mean, last, weighted_mean, got string 'max'"),
+    (lambda m: m.update(max_length="32"), "'max_length' must be an integer, got string '32'"),
     (lambda m: m.update(topics=TOPICS + ["sports"]), "does not match the config"),
 ])
 def test_load_bad_model_config(saved, edit, message):
@@ -211,3 +216,17 @@ def test_saved_dir_is_self_contained(saved, tmp_path):
     moved = shutil.move(str(saved), str(tmp_path / "elsewhere"))
     _, tok, meta = load(moved)
     assert meta.tags == TAGS and tok.pad_token is not None
+
+
+def test_windows_too_short_for_the_stride_after_special_tokens(tmp_path, tiny_bert):
+    """max_length 9, stride 4 passes the params rule (8 < 9) but BERT's [CLS] and [SEP] leave 7
+    content tokens, too few to advance: predict's featurizer would raise ValueError, so load() refuses."""
+    torch.manual_seed(0)
+    model = MultiTaskModel(load_encoder(str(tiny_bert)), len(TOPICS), len(TAGS), "mean")
+    save(model, load_tokenizer(str(tiny_bert)), tmp_path / "bert",
+         ModelMeta(encoder_name="tiny", pooling="mean", topics=TOPICS, entities=ENTITIES, tags=TAGS, max_length=9,
+                   stride=4, label_subwords="first", misaligned="expand", n_prefix=1))
+    with pytest.raises(PipelineError) as info:
+        load(tmp_path / "bert")
+    assert str(info.value) == (f"model directory '{tmp_path / 'bert'}': {MODEL_CONFIG}: max_length 9 leaves too few "
+                               f"tokens for stride 4 after 2 special token(s)")

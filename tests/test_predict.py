@@ -6,8 +6,11 @@ Most runs are in-process (`run_cli(main, argv)`: no interpreter start-up per cas
 stdin and one error case run as real subprocesses."""
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -98,14 +101,28 @@ def test_jsonl_file_keeps_ids(project, capsys):
 def test_directory_of_files(project, capsys):
     d = project / "indir"
     (d / "sub").mkdir(parents=True, exist_ok=True)
+    (d / ".git").mkdir(exist_ok=True)
     (d / "b.txt").write_text("Beta sentence.\n", encoding="utf-8")
     (d / "a.jsonl").write_text(json.dumps({"id": "x", "sentence": "Alpha sentence."}) + "\n", encoding="utf-8")
     (d / "sub" / "c.txt").write_text("Gamma sentence.\nDelta sentence.\n", encoding="utf-8")
-    (d / "notes.md").write_text("not an input\n", encoding="utf-8")
-    code, out, _ = predict(project, capsys, "--input", "indir")
+    (d / "E.TXT").write_text("Upper-case suffix.\n", encoding="utf-8")          # read: suffixes in any case
+    (d / "f.JSONL").write_text(json.dumps({"sentence": "Loud JSONL."}) + "\n", encoding="utf-8")
+    (d / "notes.md").write_text("not an input\n", encoding="utf-8")            # skipped, and said so
+    (d / "x.json").write_text('[{"sentence": "an array file"}]\n', encoding="utf-8")
+    (d / ".hidden.txt").write_text("a dot-file\n", encoding="utf-8")
+    (d / ".git" / "notes.txt").write_text("inside a dot-folder\n", encoding="utf-8")
+    os.mkfifo(d / "sub" / "pipe.txt")  # never opened (it would block)
+    code, out, err = predict(project, capsys, "--input", "indir")
     assert code == 0
-    assert [r["sentence"] for r in jsonl(out)] == ["Alpha sentence.", "Beta sentence.", "Gamma sentence.",
-                                                   "Delta sentence."]
+    assert [r["sentence"] for r in jsonl(out)] == ["Upper-case suffix.", "Alpha sentence.", "Beta sentence.",
+                                                   "Loud JSONL.", "Gamma sentence.", "Delta sentence."]
+    assert err == ("warning: indir: 5 path(s) skipped (only .txt and .jsonl files are read, no dot-files or "
+                   "dot-folders): .git/, .hidden.txt, notes.md, x.json, sub/pipe.txt\n")
+    (d / "sub" / "z.csv").write_text("x\n", encoding="utf-8")
+    code, out, err = predict(project, capsys, "--input", "indir", "--output", "dir_pred.jsonl")
+    assert code == 0 and err.startswith("warning: indir: 6 path(s) skipped (only .txt and .jsonl files are read, "
+                                        "no dot-files or dot-folders): .git/, .hidden.txt, notes.md, x.json, "
+                                        "sub/pipe.txt and 1 more\n")
 
 
 def test_stdin_in_a_real_process(project):
@@ -269,3 +286,119 @@ def test_long_sentence_is_windowed_and_merged_into_one_record(project, capsys):
                             predictor.device)
     assert len(merged["tokens"].starts) == n_tokens == len(merged["pred_tags"])  # every token once
     assert merged["spans"] == spans
+
+
+# text that is not valid Unicode or UTF-8 ------------------------------------------------------------
+
+SURROGATE = "not valid Unicode: a lone surrogate \\u{:04x} at column {} (from a JSON escape?)"
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"sentence": "fine"}\n{"sentence": "caf\\udc80"}\n', "sur.jsonl:2: sentence: " + SURROGATE.format(0xDC80, 4)),
+    ('{"id": "\\ud800", "sentence": "ok"}\n', "sur.jsonl:1: id: " + SURROGATE.format(0xD800, 1)),
+    ('{"sentence": "a", "sentence": "b"}\n', ("sur.jsonl:1: invalid JSON: duplicate key 'sentence' in one object "
+                                            "(only one value can be kept)")),
+    ('{"sentence": "a", "score": NaN}\n', "sur.jsonl:1: invalid JSON: NaN is not a JSON value (use null, or a number)"),
+])
+def test_bad_jsonl_lines_are_one_line_naming_file_and_line(project, capsys, content, message):
+    (project / "sur.jsonl").write_text(content, encoding="utf-8")
+    code, out, err = predict(project, capsys, "--input", "sur.jsonl")
+    assert one_line_error(code, err) == f"error: {message}" and out == ""
+
+
+def test_bytes_that_are_not_utf8_name_the_line(project, capsys):
+    (project / "bytes.txt").write_bytes(b"fine\n\n\xffbad\n")
+    code, out, err = predict(project, capsys, "--input", "bytes.txt")
+    assert one_line_error(code, err) == "error: bytes.txt:3: invalid UTF-8 (byte 0xff at column 1)" and out == ""
+    (project / "bytes.jsonl").write_bytes(b'{"sentence": "caf\xe9"}\n')  # Latin-1, not UTF-8
+    code, out, err = predict(project, capsys, "--input", "bytes.jsonl")
+    assert one_line_error(code, err) == "error: bytes.jsonl:1: invalid UTF-8 (byte 0xe9 at column 18)"
+
+
+@pytest.mark.parametrize("data, fmt, message", [
+    (b"fine\ncaf\x9c\n", "txt", "<stdin>:2: invalid UTF-8 (byte 0x9c at column 4)"),
+    (b'{"sentence": "\\udc80"}\n', "jsonl", "<stdin>:1: sentence: " + SURROGATE.format(0xDC80, 1)),
+])
+def test_stdin_that_is_not_valid_text_names_the_line(project, capsys, monkeypatch, data, fmt, message):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, err = predict(project, capsys, "--input", "-", "--input-format", fmt)
+    assert one_line_error(code, err) == f"error: {message}" and out == ""
+
+
+def test_an_argument_with_bytes_that_are_not_utf8_fails_before_the_model_loads(project, capsys):
+    # Python decodes argv with surrogateescape: byte 0x9c arrives as U+DC9C
+    code = run_stage(predict_mod, project, "--params", "params.yaml", "--model", "no_such_model", "ok", "caf\udc9c")
+    assert one_line_error(code, capsys.readouterr().err) == ("error: argument 2: sentence: invalid UTF-8 "
+                                                             "(byte 0x9c at column 4)")
+
+
+def test_an_argument_with_bytes_that_are_not_utf8_in_a_real_process(project):
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", "--params", "params.yaml", "--model", "model",
+                           b"ok", b"caf\x9c"], cwd=project, env=subprocess_env(), check=False, capture_output=True,
+                          timeout=120)
+    assert b"Traceback" not in proc.stderr
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert proc.stderr == b"error: argument 2: sentence: invalid UTF-8 (byte 0x9c at column 4)\n"
+
+
+# --output: never an input, never a device, FIFO or directory; symlinks written through ---------------
+
+NEVER_REPLACED = "an output must be a regular file or a new path, and is never replaced"
+
+
+def test_output_that_is_an_input_is_refused_before_the_model_loads(project, capsys):
+    (project / "same.txt").write_text("Tim Cook flew to Paris.\n", encoding="utf-8")
+    (project / "same_dir").mkdir(exist_ok=True)
+    (project / "same_dir" / "a.txt").write_text("Zoë ate soup.\n", encoding="utf-8")
+    link = project / "same_link.txt"
+    link.unlink(missing_ok=True)
+    link.symlink_to("same.txt")
+    for given, output, message in [
+        ("same.txt", "same.txt", "--output same.txt: would replace the input same.txt; write the output elsewhere"),
+        ("same.txt", "same_link.txt", "--output same_link.txt: would replace the input same.txt; write the output elsewhere"),
+        ("same_dir", "same_dir/a.txt", ("--output same_dir/a.txt: would replace the input same_dir; write the "
+                                        "output elsewhere")),
+        ("same_dir", "same_dir/new.jsonl", ("--output same_dir/new.jsonl: would replace the input same_dir; "
+                                            "write the output elsewhere")),
+    ]:
+        # --model names nothing: the output is refused before the model would load
+        code = run_stage(predict_mod, project, "--params", "params.yaml", "--model", "no_such_model",
+                         "--input", given, "--output", output)
+        assert one_line_error(code, capsys.readouterr().err) == f"error: {message}"
+    assert (project / "same.txt").read_text(encoding="utf-8") == "Tim Cook flew to Paris.\n"
+    assert (project / "same_dir" / "a.txt").read_text(encoding="utf-8") == "Zoë ate soup.\n"
+    assert sorted(p.name for p in (project / "same_dir").iterdir()) == ["a.txt"]
+    assert link.is_symlink()
+
+
+def test_devices_fifos_and_directories_are_left_as_they_were(project, capsys):
+    fifo, folder = project / "out_fifo", project / "out_dir"
+    if not fifo.exists():
+        os.mkfifo(fifo)
+    folder.mkdir(exist_ok=True)
+    link = project / "out_fifo_link"
+    link.unlink(missing_ok=True)
+    link.symlink_to(fifo)
+    for output, message in [("/dev/null", f"/dev/null: is a character device; {NEVER_REPLACED}"),
+                            ("out_fifo", f"out_fifo: is a FIFO (named pipe); {NEVER_REPLACED}"),
+                            ("out_fifo_link", (f"out_fifo_link (symlink to {fifo}): is a FIFO (named pipe); "
+                                              f"{NEVER_REPLACED}")),
+                            ("out_dir", f"out_dir: is a directory; {NEVER_REPLACED}")]:
+        code = run_stage(predict_mod, project, "--params", "params.yaml", "--model", "no_such_model",
+                         "--output", output, "Tim Cook flew to Paris.")
+        assert one_line_error(code, capsys.readouterr().err) == f"error: {message}"
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode) and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert folder.is_dir() and not any(folder.iterdir()) and link.is_symlink()
+
+
+def test_a_symlinked_output_is_written_through(project, capsys):
+    (project / "real").mkdir(exist_ok=True)
+    target = project / "real" / "pred.jsonl"
+    target.write_text("old\n", encoding="utf-8")
+    link = project / "pred_link.jsonl"
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    code, out, err = predict(project, capsys, "--output", "pred_link.jsonl", "Tim Cook flew to Paris.")
+    assert code == 0 and out == "" and "1 predictions written to pred_link.jsonl" in err
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert [r["sentence"] for r in jsonl(target.read_text(encoding="utf-8"))] == ["Tim Cook flew to Paris."]

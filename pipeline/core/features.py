@@ -46,6 +46,42 @@ class FeatureConfig:
         return {f.name: getattr(self, f.name) for f in fields(FeatureConfig)}
 
 
+def content_length(cfg: FeatureConfig, n_special: int) -> int:
+    """Content tokens per window: max_length counts the tokenizer's special tokens too. ValueError
+    when the rest is too short for windows that overlap by `stride` and still advance."""
+    max_content = cfg.max_length - n_special
+    if max_content <= 2 * cfg.stride:
+        raise ValueError(f"max_length {cfg.max_length} leaves too few tokens for stride {cfg.stride}"
+                         + (f" after {n_special} special token(s)" if n_special else ""))
+    return max_content
+
+
+POSITION_TABLES = ("wpe", "embed_positions")  # GPT-2/GPT-Neo, OPT/BART-style; any other: "position" in the name
+
+
+def position_limit(encoder) -> int | None:
+    """The most tokens (special tokens included) one window may hold in an encoder with learned or
+    fixed absolute position tables: the smallest table among its embedding modules named for positions
+    (BERT's position_embeddings, GPT-Neo's wpe). A table with a padding index (RoBERTa's family)
+    numbers positions after it; one with an `offset` (BART, OPT) starts there. None when there is no such table (rotary, ALiBi, relative buckets):
+    nothing to enforce. Works on an encoder built on the meta device (no weights needed)."""
+    limits = []
+    for name, module in encoder.named_modules():
+        leaf = name.rsplit(".", 1)[-1]
+        size = getattr(module, "num_embeddings", None)
+        if isinstance(size, int) and ("position" in leaf or leaf in POSITION_TABLES):
+            pad, offset = getattr(module, "padding_idx", None), getattr(module, "offset", None)
+            limits.append(size - (pad + 1 if isinstance(pad, int) else 0) - (offset if isinstance(offset, int) else 0))
+    return min(limits, default=None)
+
+
+def position_problem(max_length: int, limit: int | None, encoder: str = "the encoder") -> str | None:
+    """Why windows of max_length tokens do not fit the encoder's position table (None: they fit)."""
+    if limit is None or max_length <= limit:
+        return None
+    return f"{max_length} is above the position limit of {encoder} ({limit} tokens, special tokens included)"
+
+
 @dataclass
 class Encoded:
     rows: list[dict]
@@ -58,9 +94,7 @@ class Featurizer:
     def __init__(self, tokenizer, cfg: FeatureConfig):
         self.tok, self.cfg = tokenizer, cfg
         self.prefix, self.suffix = special_layout(tokenizer)
-        self.max_content = cfg.max_length - len(self.prefix) - len(self.suffix)
-        if self.max_content <= 2 * cfg.stride:
-            raise ValueError(f"max_length {cfg.max_length} leaves too few tokens for stride {cfg.stride}")
+        self.max_content = content_length(cfg, len(self.prefix) + len(self.suffix))
         self.topic_id = {t: i for i, t in enumerate(cfg.topics)}
         self.tag_id = {t: i for i, t in enumerate(cfg.tags)}
         self._label_of = {None: IGNORE, **self.tag_id}

@@ -14,14 +14,14 @@ import json
 from pathlib import Path
 
 from pipeline.cli import run_cli, stage_parser
-from pipeline.core.features import COUNT_KEYS, Featurizer, chunk_counts
+from pipeline.core.features import COUNT_KEYS, Featurizer, chunk_counts, position_problem
 from pipeline.core.headline import featurize_headline
 from pipeline.core.records import SPLITS
 from pipeline.storage import feature_store, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path, read_jsonl, write_json
-from pipeline.storage.hub import load_tokenizer, resolve
+from pipeline.storage.hub import encoder_position_limit, load_tokenizer, resolve
 
 CHUNK = 2000
 
@@ -54,6 +54,10 @@ def main(argv: list[str] | None = None) -> None:
     p = params_mod.load(args.params)
     tok = load_tokenizer(p.encoder.name, p.encoder.trust_remote_code)
     cfg = feature_store.feature_config(p)
+    limit = encoder_position_limit(p.encoder.name, p.encoder.trust_remote_code)
+    problem = position_problem(cfg.max_length, limit, f"encoder '{p.encoder.name}'")
+    if problem:  # caught here, not as an IndexError in the embedding halfway through training
+        raise PipelineError(f"{args.params}: 'tokenize.max_length' {problem}; set tokenize.max_length <= {limit}")
     try:
         featurizer = Featurizer(tok, cfg)
     except ValueError as exc:

@@ -5,8 +5,8 @@
     python -m pipeline predict --input - --format pretty < sentences.txt
 
 Input: SENTENCE arguments, or --input FILE|DIR|- (.txt: one sentence per line; .jsonl: records
-with "sentence"; a directory: every .txt/.jsonl in it; -: stdin as text lines). Without either,
-params predict.input. Output JSONL (one record per input: sentence, task_A, task_B spans with
+with "sentence"; a directory: every .txt/.jsonl in it, any case, others and dot-files skipped with
+a warning; -: stdin as text lines). Without either, params predict.input. Text must be UTF-8. Output JSONL (one record per input: sentence, task_A, task_B spans with
 text/type/start/end and a score, topic_scores), or --format pretty. The JSONL passes the
 validate stage as is, so corrected predictions can become training data.
 """
@@ -24,7 +24,7 @@ from pipeline.core.inference import Predictor
 from pipeline.storage import model_dir, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import atomic_path
+from pipeline.storage.files import atomic_path, distinct_from_inputs, output_target
 from pipeline.storage.sentences import capped, count_inputs, read_inputs
 
 CHUNK = 1024
@@ -56,7 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("sentences", nargs="*", metavar="SENTENCE", help="sentences to predict on")
     ap.add_argument("--input-format", choices=("auto", "txt", "jsonl"), default="auto",
                     help="auto: by file extension, stdin as text (default: %(default)s)")
-    ap.add_argument("--output", default="-", help="output file, or - for stdout (default: %(default)s)")
+    ap.add_argument("--output", default="-", help=("output file (a new path or a regular file, never one of the "
+                                                   "inputs; a symlink is written through), or - for stdout "
+                                                   "(default: %(default)s)"))
     ap.add_argument("--format", choices=("jsonl", "pretty"), default="jsonl", help="output format (default: %(default)s)")
     ap.add_argument("--device", help="cpu or cuda (default: cuda if available)")
     return ap.parse_args(argv)
@@ -87,9 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     source = args.input or pp.input
     items = ((f"argument {i}", {"sentence": s}) for i, s in enumerate(args.sentences, 1)) if args.sentences \
         else read_inputs(source, args.input_format)
+    if args.output != "-":  # before the model loads: a refused output costs nothing and is left as it was
+        output_target(args.output)  # a device, FIFO or directory is refused; a symlink is written through
+        distinct_from_inputs(args.output, [] if args.sentences or source == "-" else [source])
     # a progress total only where a bar is drawn (a file output): counting is a second pass over the input
     total = None if args.output == "-" else len(args.sentences) if args.sentences else count_inputs(source)
     inputs = capped(items, pp.max_chars, pp.max_records)
+    if args.sentences:  # in memory already: checked before the model loads
+        inputs = iter(list(inputs))
     predictor = load_predictor(args.model, pp.batch_size, args.device, p.encoder.trust_remote_code)
     render = pretty if args.format == "pretty" else (lambda r: json.dumps(r, ensure_ascii=False) + "\n")
     try:

@@ -27,6 +27,7 @@ import torch
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core import training
 from pipeline.core.device import pick_device
+from pipeline.core.features import position_limit, position_problem
 from pipeline.core.headline import train_headline
 from pipeline.core.metrics import select_score
 from pipeline.core.model import ModelMeta, MultiTaskModel
@@ -80,11 +81,16 @@ def load_data(args, p) -> TrainingData:
                         list(read_jsonl(Path(args.validated) / "dev.jsonl")), fmeta, meta)
 
 
-def build_model(p, data: TrainingData, device: torch.device, dist: training.Distributed):
+def build_model(args, p, data: TrainingData, device: torch.device, dist: training.Distributed):
     """(tokenizer, model, the module that trains: the model or its DDP wrapper)."""
     tp = p.train
     tokenizer = load_tokenizer(p.encoder.name, p.encoder.trust_remote_code)
-    encoder = load_encoder(p.encoder.name, p.encoder.trust_remote_code)
+    encoder = load_encoder(p.encoder.name, p.encoder.trust_remote_code, p.encoder.allow_pickle)
+    limit = position_limit(encoder)
+    problem = position_problem(data.features.max_length, limit, f"encoder '{p.encoder.name}'")
+    if problem:  # features made for another encoder config: an IndexError in the embedding mid-run otherwise
+        raise PipelineError(f"{Path(args.features) / feature_store.META}: max_length {problem}; set "
+                            f"tokenize.max_length <= {limit} and re-run featurize (`dvc repro`)")
     model = MultiTaskModel(encoder, len(data.meta.topics), len(data.meta.tags), p.encoder.pooling).to(device)
     try:
         training.apply_freeze(model, tp.freeze, tp.unfreeze_top_layers)
@@ -215,7 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM (e.g. a scheduler's kill) -> KeyboardInterrupt: nothing half-written is left behind.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     data = load_data(args, p)
-    tokenizer, model, train_model = build_model(p, data, device, dist)
+    tokenizer, model, train_model = build_model(args, p, data, device, dist)
     optimizer, scheduler = training.make_optimizer(
         model, tp, training.steps_per_epoch(len(data.train_rows), tp) * tp.epochs)
     run = start_or_resume(args, p, data, model, optimizer, scheduler, dist)

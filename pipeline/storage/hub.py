@@ -2,15 +2,19 @@
 a local directory of that name; a verified offline copy installed as a Python package
 (pipeline.storage.packaged); the Hugging Face cache; the hub (checked for reachability first, so an
 offline machine gets one clear line at once). Where the weights came from is an EncoderSource,
-recorded by the featurize metrics and the model card."""
+recorded by the featurize metrics and the model card. Weights load from safetensors only: a pickle
+(pytorch_model.bin) can run code when loaded, so it is refused unless encoder.allow_pickle is set."""
 from __future__ import annotations
 
 import os
+import pickle
 import socket
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from pipeline.core.features import position_limit
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.packaged import PACKAGED, verified_copy
 
@@ -105,8 +109,8 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
 
     try:
         tok = load_pretrained(AutoTokenizer.from_pretrained, name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:  # a damaged tokenizer.json, too
-        raise _load_error(name, exc) from None
+    except (*config_errors(), AttributeError) as exc:  # a damaged tokenizer.json or config.json, too
+        raise _load_error(name, ValueError(config_problem(exc))) from None
     if not tok.is_fast:
         raise PipelineError(f"encoder '{name}': a fast tokenizer (with offsets) is required")
     if tok.pad_token is None:
@@ -116,12 +120,128 @@ def load_tokenizer(name: str, trust_remote_code: bool = False):
     return tok
 
 
-def load_encoder(name: str, trust_remote_code: bool = False):
-    """The pretrained encoder (AutoModel, no task head)."""
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+_NO_SAFETENSORS = "cannot be loaded with `safetensors`"  # transformers' words for a hub repo without any
+
+
+def _pickle_only(name: str, source: EncoderSource) -> str | None:
+    """The pickle weights file an encoder has instead of safetensors weights (None: it has safetensors
+    weights, or nothing is known yet: the hub is asked only when loading)."""
+    if source.kind in ("directory", "package"):
+        has = {f for f in (*SAFE_WEIGHTS, *PICKLE_WEIGHTS) if (Path(source.location) / f).is_file()}
+    elif source.kind == "cache":
+        from huggingface_hub import try_to_load_from_cache
+
+        has = {f for f in (*SAFE_WEIGHTS, *PICKLE_WEIGHTS) if isinstance(try_to_load_from_cache(name, f), str)}
+    else:
+        return None
+    return None if has & set(SAFE_WEIGHTS) else next((f for f in PICKLE_WEIGHTS if f in has), None)
+
+
+def _has_safetensors(name: str) -> bool:
+    source = resolve(name)
+    return source.kind in ("directory", "package") and any((Path(source.location) / f).is_file()
+                                                            for f in SAFE_WEIGHTS)
+
+
+def pickle_refused(name: str, weights: str) -> PipelineError:
+    where = f"directory '{name}'" if Path(name).exists() else f"'{name}'"
+    return PipelineError(
+        f"cannot load encoder from {where}: its weights are only in pickle format ({weights}), and loading a "
+        f"pickle can run code hidden in the file; convert them to safetensors (load the model once and "
+        f"`save_pretrained(dir)`), or set encoder.allow_pickle: true in params.yaml if you trust the file")
+
+
+def _pickle_error(name: str, exc: Exception) -> PipelineError:
+    why = ("torch's weights-only loader refused it (not a plain tensor checkpoint: damaged, or it holds code)"
+           if isinstance(exc, pickle.UnpicklingError) else _first_line(exc)[:200])
+    where = f"directory '{name}'" if Path(name).exists() else f"'{name}'"
+    return PipelineError(f"cannot load encoder from {where}: unreadable pickle weights "
+                         f"({type(exc).__name__}: {why})")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_encoder(name: str, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """The pretrained encoder (AutoModel, no task head), from safetensors weights only unless
+    allow_pickle (encoder.allow_pickle): a pickle (pytorch_model.bin) can run code when loaded."""
     quiet_transformers()
+    from safetensors import SafetensorError
     from transformers import AutoModel
 
+    if not allow_pickle and (weights := _pickle_only(name, resolve(name))):
+        raise pickle_refused(name, weights)
     try:
-        return load_pretrained(AutoModel.from_pretrained, name, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise _load_error(name, exc) from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols: noise next to the one line
+            warnings.simplefilter("ignore")
+            return load_pretrained(AutoModel.from_pretrained, name, trust_remote_code=trust_remote_code,
+                                   use_safetensors=None if allow_pickle else True)
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise _pickle_error(name, exc) from None
+    except SafetensorError as exc:
+        raise _load_error(name, ValueError(f"unreadable safetensors weights ({_first_line(exc)})")) from None
+    except RuntimeError as exc:  # torch's zip reader on a damaged pytorch_model.bin; size mismatches
+        if allow_pickle and not _has_safetensors(name):
+            raise _pickle_error(name, exc) from None
+        raise _load_error(name, ValueError(_first_line(exc))) from None
+    except config_errors() as exc:  # no weights, a damaged config.json, the hub unreachable
+        if _NO_SAFETENSORS in str(exc):  # a hub repo with pickle weights only
+            raise pickle_refused(name, "pytorch_model.bin") from None
+        raise _load_error(name, ValueError(config_problem(exc))) from None
+
+
+def config_errors() -> tuple[type[Exception], ...]:
+    """What AutoConfig raises for a damaged or hand-edited config.json (newer huggingface_hub checks
+    configs as strict dataclasses, with an error type of its own)."""
+    from huggingface_hub import errors
+
+    strict = getattr(errors, "StrictDataclassError", None)
+    return (OSError, ValueError, KeyError, TypeError, *([strict] if strict else []))
+
+
+def config_problem(exc: Exception) -> str:
+    """One line for a config_errors() exception: a strict-dataclass error's first line only names
+    the validator, the reason is on its last line (or in its cause)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if exc.__cause__ is not None and type(exc).__module__.startswith("huggingface_hub"):
+        return config_problem(exc.__cause__)
+    if type(exc).__name__.startswith("StrictDataclass") and lines:
+        return lines[-1]
+    return lines[0] if lines else type(exc).__name__
+
+
+def load_config(name: str, trust_remote_code: bool = False):
+    """The encoder's config (AutoConfig) by the same resolution as its weights, no weights read."""
+    quiet_transformers()
+    from transformers import AutoConfig
+
+    try:
+        return load_pretrained(AutoConfig.from_pretrained, name, trust_remote_code=trust_remote_code)
+    except config_errors() as exc:
+        raise _load_error(name, ValueError(config_problem(exc))) from None
+
+
+def skeleton(config, trust_remote_code: bool = False):
+    """The encoder a config describes, built on torch's meta device: its structure (module names,
+    tensor shapes) without allocating or reading any weights. ValueError etc. for a config that
+    describes no buildable model."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        return AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+
+
+def encoder_position_limit(name: str, trust_remote_code: bool = False) -> int | None:
+    """How many tokens one window may hold for encoder `name` (core.features.position_limit), read
+    from its config alone; None when it has no absolute position table, or when its structure cannot
+    be built without weights (nothing is blocked on a guess: train checks the loaded encoder again)."""
+    config = load_config(name, trust_remote_code)
+    try:
+        return position_limit(skeleton(config, trust_remote_code))
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError, NotImplementedError):
+        return None
