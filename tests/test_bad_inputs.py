@@ -78,6 +78,23 @@ def unreadable_file(tmp):
     (tmp / "raw" / "secret.jsonl").chmod(0)
 
 
+def outside_file(tmp):
+    """raw/ext.jsonl -> a file outside raw/ (its contents must not end up in the outputs)."""
+    (tmp / "outside").mkdir()
+    (tmp / "outside" / "secret.jsonl").write_text(GOOD, encoding="utf-8")
+    os.symlink(tmp / "outside" / "secret.jsonl", tmp / "raw" / "ext.jsonl")
+
+
+def outside_dir(tmp):
+    (tmp / "outside").mkdir()
+    (tmp / "outside" / "b.jsonl").write_text(GOOD.replace("good", "other").replace("Good", "Other"), encoding="utf-8")
+    os.symlink("../outside", tmp / "raw" / "more")
+
+
+def inside_symlink(tmp):
+    os.symlink("sub/a.jsonl", tmp / "raw" / "link.jsonl")   # resolves inside raw/: read as before (once)
+
+
 def params_text(pattern: str, repl: str):
     """Edit the copied params.yaml by regex (first match); the pattern must match, or the case tests nothing."""
     def setup(tmp):
@@ -90,6 +107,23 @@ def params_text(pattern: str, repl: str):
 
 def deep_nesting() -> str:
     return '{"sentence": "x", "task_A": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+
+
+def lines(*records: dict) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def surrogate(**fields) -> str:
+    """A record line with a lone surrogate (JSON escape \\udc80) in the given field(s)."""
+    return json.dumps(rec(**fields)) + "\n"   # ensure_ascii: the surrogate is written as an escape
+
+
+BAD = "\udc80"
+BYTE_JSON = (b'[\n {"id": "ok1", "sentence": "ok one", "task_A": "other"},\n {"id": "bad", "sentence": "caf\xe9", '
+             b'"task_A": "other"},\n {"id": "ok2", "sentence": "ok two", "task_A": "other"}\n]\n')
+BILLION_LAUGHS = ('  topics: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n'
+                  + "".join(f"  t{i}: &a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)))
+DIGITS = "1" * 4000
 
 
 # (name, files under raw/ (str: UTF-8 text, bytes: as is) or None, setup(tmp) or None,
@@ -129,6 +163,37 @@ CASES = [
     ("unpaired_surrogate_escape", {"a.jsonl": GOOD + '{"sentence": "Paris \\ud83d", "task_A": "travel"}\n'},
      None, {}, 1,
      "error: raw/a.jsonl:6: sentence: contains an unpaired surrogate '\\ud83d' at index 6 (not valid Unicode text)"),
+    ("duplicate_key_jsonl", {"a.jsonl": GOOD + line(id="r1").replace('"task_A": "travel"',
+                                                                      '"task_A": "travel", "task_A": "politics"')},
+     None, {}, 1, ("error: raw/a.jsonl:6 (id=r1): invalid JSON: duplicate key 'task_A' in one object "
+     "(only one value can be kept)")),
+    ("duplicate_key_json_array", {"a.json": "[\n" + line(id="ok").rstrip() + ",\n" + line(
+        id="r1", sentence="Paris.", task_B=None).replace('"task_A": "travel"', '"task_A": "travel", "task_A": "politics"')
+        + "]"}, None, {}, 1,
+     "error: raw/a.json:3 (id=r1): invalid JSON: duplicate key 'task_A' in one object (only one value can be kept)"),
+    ("duplicate_key_json_array_drop_rejects_one", {"a.json": "[\n" + line(id="ok").rstrip() + ",\n" + line(
+        id="r1", sentence="Paris.", task_B=None).replace('"task_A": "travel"', '"task_A": "travel", "task_A": "politics"')
+        + "]"}, None, {"validate.on_error": "drop"}, 0, "validate: read 2, kept 1 (0 merged duplicates), rejected 1"),
+    ("invalid_utf8_json_rejects_one_record", {"a.json": BYTE_JSON}, None, {"validate.on_error": "drop"}, 0,
+     "dropped: raw/a.json:3 (id=bad): invalid UTF-8 (byte 0xe9 at offset 90)"),
+    ("invalid_utf8_json_counts_each_record", {"a.json": BYTE_JSON}, None, {"validate.on_error": "drop"}, 0,
+     "validate: read 3, kept 2 (0 merged duplicates), rejected 1"),
+    ("invalid_utf8_json_two_bad_records", {"a.json": BYTE_JSON.replace(b"ok two", b"ok tw\xff")}, None,
+     {"validate.on_error": "drop"}, 0, "dropped: 2 problems: invalid UTF-8 ... (raw/a.json:3 (id=bad), raw/a.json:4 (id=ok2))"),
+    ("invalid_utf8_json_between_records", {"a.json": b'[{"sentence": "ok", "task_A": "other"}\xff]'}, None, {}, 1,
+     "error: raw/a.json:1: invalid UTF-8 (byte 0xff at offset 38)"),
+    ("surrogate_in_id", {"a.jsonl": GOOD + surrogate(id="r" + BAD)}, None, {}, 1,
+     "error: raw/a.jsonl:6 (id='r\\udc80'): id: contains an unpaired surrogate '\\udc80' at index 1 (not valid Unicode text)"),
+    ("surrogate_in_topic", {"a.jsonl": GOOD + surrogate(id="r1", task_A="travel" + BAD)}, None, {}, 1,
+     "error: raw/a.jsonl:6 (id=r1): task_A: contains an unpaired surrogate '\\udc80' at index 6 (not valid Unicode text)"),
+    ("surrogate_in_span_text", {"a.jsonl": GOOD + surrogate(id="r1", task_B=[PARIS | {"text": "Pari" + BAD}])}, None, {},
+     1, "error: raw/a.jsonl:6 (id=r1): task_B[0].text: contains an unpaired surrogate '\\udc80' at index 4"),
+    ("surrogate_in_span_type", {"a.jsonl": GOOD + surrogate(id="r1", task_B=[PARIS | {"type": "LOC" + BAD}])}, None, {},
+     1, "error: raw/a.jsonl:6 (id=r1): task_B[0].type: contains an unpaired surrogate '\\udc80' at index 3"),
+    ("surrogate_everywhere_drop_mode", {"a.jsonl": GOOD + surrogate(id="r" + BAD) + surrogate(id="r2", note=BAD)
+                                        + surrogate(id="r3", task_A=BAD, sentence=BAD) + surrogate(**{BAD: 1, "id": "r4"})
+                                        + surrogate(id="r5", task_B=[PARIS | {"text": BAD, "type": BAD}])},
+     None, {"validate.on_error": "drop"}, 0, "dropped 3 record(s): see out/rejects.jsonl"),
     ("bom_jsonl_accepted", {"a.jsonl": "\ufeff" + GOOD}, None, {}, 0, "validate: read 5, kept 5"),
     ("bom_json_accepted", {"a.json": "\ufeff" + json.dumps([rec()])}, None, {}, 0, "validate: read 1, kept 1"),
     ("crlf_jsonl_accepted", {"a.jsonl": GOOD.replace("\n", "\r\n")}, None, {}, 0, "validate: read 5, kept 5"),
@@ -157,9 +222,31 @@ CASES = [
      "warning: raw/b.jsonl: same file as raw/a.jsonl, skipped"),
     ("fifo_does_not_hang", {"a.jsonl": GOOD}, fifo, {}, 0,
      "warning: raw/pipe.jsonl: broken symlink or not a regular file, skipped"),
-    ("non_json_file_skipped", {"a.jsonl": GOOD, "README.txt": "notes", "data.csv": "a,b"}, None, {}, 0,
+    ("non_json_file_skipped", {"a.jsonl": GOOD, "README.txt": "notes"}, None, {}, 0,
      "warning: raw/README.txt: not a .json/.jsonl file, skipped"),
+    ("non_json_files_summarised", {"a.jsonl": GOOD, "README.txt": "notes", "data.csv": "a,b"}, None, {}, 0,
+     "warning: 2 files that are not .json/.jsonl skipped (raw/README.txt, raw/data.csv)"),
     ("upper_case_extension_read", {"A.JSONL": GOOD}, None, {}, 0, "validate: read 5, kept 5"),
+    ("hidden_directory_skipped", {"a.jsonl": GOOD, ".git/x.jsonl": GOOD.replace("good", "git")}, None, {}, 0,
+     "warning: raw/.git: hidden directory (name starts with '.'), skipped"),
+    ("hidden_file_skipped", {"a.jsonl": GOOD, ".a.jsonl.swp.jsonl": GOOD}, None, {}, 0,
+     "warning: raw/.a.jsonl.swp.jsonl: hidden file (name starts with '.'), skipped"),
+    ("hidden_entries_one_warning", {"a.jsonl": GOOD, ".cache/x.json": "[]", "sub/.git/y.jsonl": "x", ".z.jsonl": "x",
+                                    "sub/.notes.jsonl": "x"}, None, {}, 0,
+     ("warning: 4 hidden files or directories (name starting with '.') skipped (raw/.cache, raw/.z.jsonl, "
+      "raw/sub/.git, ... (all in details.json))")),
+    ("symlink_outside_raw_refused", {"a.jsonl": GOOD}, outside_file, {}, 1,
+     ("error: raw/ext.jsonl: symlink to {tmp}/outside/secret.jsonl, outside the raw data directory raw; not read "
+      "(set validate.allow_external_symlinks: true in params.yaml to read it)")),
+    ("symlinked_dir_outside_raw_refused", {"a.jsonl": GOOD}, outside_dir, {}, 1,
+     ("error: raw/more: symlink to {tmp}/outside, outside the raw data directory raw; not read "
+      "(set validate.allow_external_symlinks: true in params.yaml to read it)")),
+    ("symlink_outside_raw_opted_in", {"a.jsonl": GOOD}, outside_file, {"validate.allow_external_symlinks": True}, 0,
+     "validate: read 10, kept 10 (5 merged duplicates), rejected 0"),
+    ("symlinked_dir_outside_raw_opted_in", {"a.jsonl": GOOD}, outside_dir, {"validate.allow_external_symlinks": True},
+     0, "validate: read 10, kept 10 (0 merged duplicates), rejected 0"),
+    ("symlink_inside_raw_read_once", {"sub/a.jsonl": GOOD}, inside_symlink, {}, 0,
+     "warning: raw/sub/a.jsonl: same file as raw/link.jsonl, skipped"),
     ("nested_directories_read", {"x/y/z/a.jsonl": GOOD, "x/b.json": json.dumps([rec()])}, None, {}, 0,
      "validate: read 6, kept 6"),
     # -- record contents
@@ -186,7 +273,21 @@ CASES = [
     ("offsets_as_floats", {"a.jsonl": GOOD + line(id="r1", task_B=[PARIS | {"start": 17.0}])}, None, {}, 1,
      "error: raw/a.jsonl:6 (id=r1): task_B[0].start: offset must be an integer, got number 17.0"),
     ("offset_nan", {"a.jsonl": GOOD + line(id="r1").replace('"start": 17', '"start": NaN')}, None, {}, 1,
-     "error: raw/a.jsonl:6 (id=r1): task_B[0].start: offset must be an integer, got number nan"),
+     "error: raw/a.jsonl:6 (id=r1): invalid JSON: NaN is not a JSON value (use null, or a number)"),
+    ("offset_infinity_in_json_array", {"a.json": "[" + line(id="r1").replace('"end": 22', '"end": Infinity') + "]"},
+     None, {}, 1, "error: raw/a.json:1 (id=r1): invalid JSON: Infinity is not a JSON value (use null, or a number)"),
+    ("number_too_large_for_a_float", {"a.jsonl": GOOD + line(id="r1", score=1).replace('"score": 1', '"score": 1e999')},
+     None, {}, 1, "error: raw/a.jsonl:6 (id=r1): invalid JSON: number 1e999 is out of range (it would read as infinity)"),
+    ("number_too_large_in_json_array_drop", {"a.json": "[" + line(id="r1", score=1).replace('"score": 1', '"score": -1e400')
+                                             + "," + line(id="r2", sentence="Paris.", task_B=None) + "]"}, None,
+     {"validate.on_error": "drop"}, 0,
+     "dropped: raw/a.json:1 (id=r1): invalid JSON: number -1e400 is out of range (it would read as infinity)"),
+    ("offset_4000_digits", {"a.jsonl": GOOD + line(id="r1").replace('"start": 17', f'"start": {DIGITS}')}, None, {}, 1,
+     ("error: raw/a.jsonl:6 (id=r1): task_B[0].start: offset 11111111111111111111... (3980 more characters) "
+      "is beyond the sentence (length 30)")),
+    ("offset_4000_digits_negative", {"a.jsonl": GOOD + line(id="r1").replace('"end": 22', f'"end": -{DIGITS}')},
+     None, {}, 1, ("error: raw/a.jsonl:6 (id=r1): task_B[0].end: offset -1111111111111111111... (3981 more characters) "
+     "is negative")),
     ("offsets_beyond_sentence", {"a.jsonl": GOOD + line(id="r1", task_B=[PARIS | {"start": 40, "end": 45}])},
      None, {}, 1, "error: raw/a.jsonl:6 (id=r1): task_B[0].start: offset 40 is beyond the sentence (length 30)"),
     ("offsets_negative", {"a.jsonl": GOOD + line(id="r1", task_B=[PARIS | {"start": -5}])}, None, {}, 1,
@@ -211,8 +312,40 @@ CASES = [
      "('travel' vs 'politics')")),
     ("exact_duplicate_merged", {"a.jsonl": line(id="r1") + line(id="r1")}, None, {}, 0,
      "warning: raw/a.jsonl:2 (id=r1): duplicate of the sentence at raw/a.jsonl:1 (id=r1), merged"),
+    ("duplicates_summarised", {"a.jsonl": line(id="r1") * 5, "b.jsonl": line(id="r1")}, None, {}, 0,
+     ("warning: 5 duplicate sentences merged (raw/a.jsonl:2 (id=r1), raw/a.jsonl:3 (id=r1), raw/a.jsonl:4 (id=r1), "
+      "... (all in details.json))")),
+    ("duplicates_summarised_error_last", {"a.jsonl": line(id="r1") * 200 + line(id="r2", sentence="x", task_A="sport",
+                                                                              task_B=None)}, None, {}, 1,
+     "error: raw/a.jsonl:201 (id=r2): task_A: unknown topic 'sport'; allowed: travel, technology, politics, other"),
+    ("conflict_first", {"a.jsonl": line(id="r1") + line(id="r2", task_A="politics")}, None,
+     {"validate.on_conflict": "first"}, 0,
+     ("warning: raw/a.jsonl:2 (id=r2): task_A: conflicts with the same sentence at raw/a.jsonl:1 (id=r1) "
+      "('travel' vs 'politics'); 2 copies, kept the first labelling (validate.on_conflict: first)")),
+    ("conflict_majority", {"a.jsonl": line(id="r1") + line(id="r2", task_A="politics") * 2}, None,
+     {"validate.on_conflict": "majority"}, 0,
+     ("warning: raw/a.jsonl:2 (id=r2): task_A: conflicts with the same sentence at raw/a.jsonl:1 (id=r1) "
+      "('travel' vs 'politics'); 3 copies, kept the labelling most copies give (validate.on_conflict: majority)")),
+    ("conflict_drop", {"a.jsonl": GOOD + line(id="r1") + line(id="r2", task_A="politics")}, None,
+     {"validate.on_conflict": "drop"}, 0, "dropped 2 record(s): see out/rejects.jsonl"),
+    ("conflict_drop_everything", {"a.jsonl": line(id="r1") + line(id="r2", task_A="politics")}, None,
+     {"validate.on_conflict": "drop"}, 1, "error: raw: no usable records (2 read, 2 rejected)"),
+    ("conflicts_summarised", {"a.jsonl": line(id="r1") + line(id="r2", task_A="politics") + line(
+        id="r3", sentence="Paris.", task_B=None) + line(id="r4", sentence="Paris.", task_A="other", task_B=None)},
+     None, {"validate.on_conflict": "first"}, 0,
+     ("warning: 2 sentences labelled in conflicting ways (at raw/a.jsonl:2 (id=r2), raw/a.jsonl:4 (id=r4); 4 records "
+      "in all): kept the first labelling (validate.on_conflict: first)")),
+    ("conflict_fail_with_drop", {"a.jsonl": GOOD + line(id="r1") + line(id="r2", task_A="politics")}, None,
+     {"validate.on_error": "drop"}, 0,
+     ("dropped: raw/a.jsonl:7 (id=r2): task_A: conflicts with the same sentence at raw/a.jsonl:6 (id=r1) "
+      "('travel' vs 'politics')")),
     ("unknown_field_warning", {"a.jsonl": line(id="r1", lable="travel")}, None, {}, 0,
      "warning: raw/a.jsonl:1 (id=r1): lable: unknown field (ignored)"),
+    ("unknown_fields_summarised", {"a.jsonl": line(id="r1", lable="travel") + line(id="r2", sentence="Paris.", lable=1,
+                                                                                   task_B=None)}, None, {}, 0,
+     "warning: 2 unknown fields ignored (raw/a.jsonl:1 (id=r1), raw/a.jsonl:2 (id=r2))"),
+    ("no_records_summarised", {"a.jsonl": GOOD, "e1.jsonl": "", "e2.json": "[]"}, None, {}, 0,
+     "warning: 2 files with no records (empty files or empty arrays) (raw/e1.jsonl, raw/e2.json)"),
     ("bad_split_value", {"a.jsonl": GOOD + line(id="r1", split="validation")}, None, {}, 1,
      "error: raw/a.jsonl:6 (id=r1): split: must be one of train, dev, test, got 'validation'"),
     # -- on_error: drop
@@ -220,6 +353,10 @@ CASES = [
      {"validate.on_error": "drop"}, 0, "dropped 2 record(s): see out/rejects.jsonl"),
     ("drop_mode_everything_rejected", {"a.jsonl": "not json\n"}, None, {"validate.on_error": "drop"}, 1,
      "error: raw: no usable records (1 read, 1 rejected)"),
+    ("drop_mode_summarised", {"a.jsonl": GOOD + "".join(line(id=f"b{i}", task_A="sport") for i in range(5))}, None,
+     {"validate.on_error": "drop"}, 0,
+     ("dropped: 5 problems: task_A: unknown topic ... (raw/a.jsonl:6 (id=b0), raw/a.jsonl:7 (id=b1), "
+      "raw/a.jsonl:8 (id=b2), ... (all in out/rejects.jsonl))")),
     ("unreadable_file", {"a.jsonl": GOOD, "secret.jsonl": GOOD}, unreadable_file, {}, 1,
      "error: raw/secret.jsonl: cannot read file: Permission denied"),
     # -- params.yaml
@@ -239,6 +376,19 @@ CASES = [
      "error: params.yaml:"),
     ("params_duplicate_key", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", r"  epochs: \1\n  epochs: 5"), {}, 1,
      "invalid YAML: duplicate key 'epochs'"),
+    ("params_alias", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", r"  epochs: &e \1\n  patience: *e"), {}, 1,
+     ("error: params.yaml:34: invalid YAML: anchor &e is not allowed in params (no anchors or aliases: write each "
+     "value out)")),
+    ("params_billion_laughs_in_a_leaf", {"a.jsonl": GOOD}, params_text(r"^  topics:\n(?:  - .*\n)+", BILLION_LAUGHS), {}, 1,
+     "error: params.yaml:2: invalid YAML: anchor &a is not allowed in params"),
+    ("params_complex_key", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", r"  ? [a, b]\n  : 1\n  epochs: \1"), {},
+     1, ("error: params.yaml:34: invalid YAML: a complex key (`? [a, b]` or a mapping as a key) is not allowed in params: "
+     "keys are names")),
+    ("params_5000_deep_list", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", "  epochs: " + "[" * 5000 + "]" * 5000),
+     {}, 1, "error: params.yaml:34: invalid YAML: nested more than 50 levels deep"),
+    ("params_huge_value_capped", {"a.jsonl": GOOD}, params_text(r"^  epochs: (\d+)", "  epochs: [" + "1, " * 20000 + "1]"),
+     {}, 1, ("error: params.yaml: 'train.epochs' must be an integer, got list [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, "
+     "1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1... (59923 more characters)")),
 ]
 
 
@@ -262,7 +412,8 @@ def test_bad_input(tmp_path, name, files, setup, overrides, status, expected):
     output = proc.stderr + proc.stdout
     assert "Traceback" not in output, output
     assert proc.returncode == status, output
-    assert expected in output, output
+    assert expected.replace("{tmp}", os.path.realpath(tmp_path)) in output, output
+    assert max(map(len, output.splitlines()), default=0) <= 2100, "a message line is not capped"
     if status:
         # the failure is summed up in one line, and nothing was written for later stages to pick up
         assert proc.stderr.splitlines()[-1].startswith("error: "), proc.stderr

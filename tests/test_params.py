@@ -5,12 +5,14 @@ import copy
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pydantic
 import pytest
 import yaml
 
+from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.params import LEAF_KEYS, Params, TrainParams, check, load, tag_names, with_overrides
 
@@ -220,6 +222,92 @@ def test_duplicate_key_is_an_error_not_silently_overridden(tmp_path):
     (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
     assert load_error(tmp_path / "p.yaml") == \
         f"{tmp_path / 'p.yaml'}:{lineno}: invalid YAML: duplicate key 'epochs' (first at line {lineno - 1})"
+
+
+# ---- hostile YAML: each refused in one line, at once (a child process with a timeout, so a hang fails) -------
+
+TEXT = (REPO / "params.yaml").read_text(encoding="utf-8")
+EPOCHS_LINE = next(i for i, line in enumerate(TEXT.splitlines(), 1) if line.startswith("  epochs: "))
+TOPICS_LINE = next(i for i, line in enumerate(TEXT.splitlines(), 1) if line.startswith("  topics: "))
+LAUGHS = ("  topics: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+          + "".join(f"  t{i}: &a{i} [{', '.join(['*a' if i == 1 else f'*a{i - 1}'] * 9)}]\n" for i in range(1, 10)))
+
+
+def load_in_child(path: Path, timeout: float = 30) -> subprocess.CompletedProcess:
+    """load() in a child process: a hang or a memory blow-up is killed at `timeout` (and fails the test)."""
+    code = ("import sys\nfrom pipeline.storage.params import load\nfrom pipeline.storage.errors import PipelineError\n"
+            "try:\n    load(sys.argv[1])\nexcept PipelineError as exc:\n    print(exc)\n    sys.exit(1)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def edited(tmp_path, pattern: str, repl: str) -> Path:
+    text, n = re.subn(pattern, repl, TEXT, count=1, flags=re.MULTILINE)
+    assert n == 1, pattern
+    (tmp_path / "p.yaml").write_text(text, encoding="utf-8")
+    return tmp_path / "p.yaml"
+
+
+@pytest.mark.parametrize("pattern, repl, line, problem", [
+    (r"^  epochs: (\d+)", r"  epochs: &e \1\n  patience_copy: *e", EPOCHS_LINE,
+     "anchor &e is not allowed in params (no anchors or aliases: write each value out)"),
+    (r"^  epochs: (\d+)", r"  epochs: *e", EPOCHS_LINE,
+     "alias *e is not allowed in params (no anchors or aliases: write each value out)"),
+    (r"^  topics: .*\n", LAUGHS, TOPICS_LINE,     # a billion laughs inside a known leaf: refused before expanding
+     "anchor &a is not allowed in params (no anchors or aliases: write each value out)"),
+    (r"^  epochs: (\d+)", r"  ? [a, b]\n  : 1\n  epochs: \1", EPOCHS_LINE,
+     "a complex key (`? [a, b]` or a mapping as a key) is not allowed in params: keys are names"),
+    (r"^  epochs: (\d+)", r"  ? {a: 1}\n  : 1\n  epochs: \1", EPOCHS_LINE,
+     "a complex key (`? [a, b]` or a mapping as a key) is not allowed in params: keys are names"),
+    (r"^  epochs: (\d+)", "  epochs: " + "[" * 5000 + "]" * 5000, EPOCHS_LINE, "nested more than 50 levels deep"),
+    (r"^  epochs: (\d+)", "  epochs: " + "{a: " * 5000 + "1" + "}" * 5000, EPOCHS_LINE,
+     "nested more than 50 levels deep"),
+])
+def test_hostile_yaml_is_one_line_at_once(tmp_path, pattern, repl, line, problem):
+    path = edited(tmp_path, pattern, repl)
+    t0 = time.monotonic()
+    proc = load_in_child(path)
+    assert time.monotonic() - t0 < 20
+    assert proc.returncode == 1
+    assert proc.stdout == f"{path}:{line}: invalid YAML: {problem}\n"
+
+
+def test_anchors_are_refused_while_composing_before_anything_is_built(tmp_path):
+    # the check reads the parser's events: the anchored value is never constructed
+    path = edited(tmp_path, r"^  topics: .*\n", LAUGHS)
+    assert load_error(path) == f"{path}:{TOPICS_LINE}: invalid YAML: anchor &a is not allowed in params " \
+        "(no anchors or aliases: write each value out)"
+
+
+def test_nesting_up_to_the_limit_is_still_read():
+    n = params_mod.MAX_DEPTH - 2       # levels: the mapping, n lists, the scalar
+    nested = 1
+    for _ in range(n):
+        nested = [nested]
+    tree = yaml.load("a: " + "[" * n + "1" + "]" * n, Loader=params_mod._UniqueKeyLoader)
+    assert tree == {"a": nested}
+    with pytest.raises(yaml.YAMLError, match="nested more than 50 levels deep"):
+        yaml.load("a: " + "[" * (n + 1) + "1" + "]" * (n + 1), Loader=params_mod._UniqueKeyLoader)
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("train.epochs", list(range(100_000)), ("'train.epochs' must be an integer, got list [0, 1, 2, 3, 4, 5, 6, 7, 8, "
+     "9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 2... (688810 more characters)")),
+    ("encoder.pooling", "x" * 10_000, "'encoder.pooling' must be one of mean, last, weighted_mean (got 'xxxxxxxxxx"),
+    ("train.batch_size", -int("9" * 4000), "'train.batch_size' must be >= 1 (got -99999999999999999"),
+    ("data.raw_dir", " " * 10_000, "'data.raw_dir' must not be empty (got '       "),
+])
+def test_values_in_params_messages_are_capped(key, value, expected):
+    msg = error_of(tree_with(**{key: value}))
+    assert msg.startswith(f"params.yaml: {expected}"), msg[:300]
+    assert len(msg) < 250, len(msg)
+
+
+def test_a_huge_unknown_key_is_capped():
+    msg = error_of(tree_with(**{"train." + "k" * 10_000: 1}))
+    assert msg.startswith("params.yaml: unknown key 'train.kkkk") and len(msg) < 300
 
 
 def test_missing_file(tmp_path):

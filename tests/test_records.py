@@ -13,6 +13,8 @@ from pipeline.core.records import (
     check_span,
     hash_normalised,
     hash_split,
+    located,
+    name_shown,
     normalise,
     record_id,
 )
@@ -224,6 +226,63 @@ def test_span_missing_fields():
 ])
 def test_bad_offsets(start, end, expected):
     assert span_error(span("Paris", "LOC", start, end)) == expected
+
+
+BIG = int("1" * 4000)   # JSON reads a 4000-digit number (Python's limit is 4300 digits)
+
+
+@pytest.mark.parametrize("start, end, expected", [
+    (BIG, 22, ("task_B[0].start: offset 11111111111111111111... (3980 more characters) is beyond the sentence "
+              "(length 30)")),
+    (17, -BIG, "task_B[0].end: offset -1111111111111111111... (3981 more characters) is negative"),
+    (BIG, BIG + 1, ("task_B[0].start: offset 11111111111111111111... (3980 more characters) is beyond the sentence "
+                   "(length 30)")),
+])
+def test_a_4000_digit_offset_is_shown_capped(start, end, expected):
+    errs = check_span(span("Paris", "LOC", start, end), 0, SENT, ENTITIES)
+    assert errs[0] == expected
+    assert all(len(e) < 200 for e in errs)
+
+
+def test_huge_values_in_messages_are_capped():
+    big = "Paris " * 100_000
+    for errs in (errors_of(rec(task_A=big)), errors_of(rec(task_B=[span(big, "LOC", 17, 22)])),
+                 errors_of(rec(task_B=[span("Paris", big, 17, 22)])), errors_of(rec(split=big)),
+                 errors_of({"sentence": big + ".", "task_B": [span(big, "LOC", 0, len(big))]})):
+        assert errs and all(len(e) < 400 for e in errs), [e[:300] for e in errs]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (rec(task_A="travel\udc80"), "task_A: contains an unpaired surrogate '\\udc80' at index 6 (not valid Unicode text)"),
+    (rec(task_B=[span("Pari\udc80", "LOC", 17, 22)]),
+     "task_B[0].text: contains an unpaired surrogate '\\udc80' at index 4 (not valid Unicode text)"),
+    (rec(task_B=[span("Paris", "\udc80", 17, 22)]),
+     "task_B[0].type: contains an unpaired surrogate '\\udc80' at index 0 (not valid Unicode text)"),
+])
+def test_unpaired_surrogate_in_a_label_or_span(raw, expected):
+    assert only_error(raw) == expected
+
+
+def test_unknown_field_names_are_shown_safely():
+    checked = check_record(rec(**{"a\nb": 1, "k" * 500: 2, "\udc80": 3}), TOPICS, ENTITIES)
+    assert checked.warnings == ["'a\\nb': unknown field (ignored)",
+                                "k" * 60 + "... (440 more characters): unknown field (ignored)",
+                                "'\\udc80': unknown field (ignored)"]
+
+
+@pytest.mark.parametrize("raw, expected", [
+    ({"id": "r1"}, "a:1 (id=r1)"),
+    ({"id": "r\udc80"}, "a:1 (id='r\\udc80')"),
+    ({"id": "two\nlines"}, "a:1 (id='two\\nlines')"),
+    ({"id": "x" * 100}, "a:1 (id=" + "x" * 60 + "... (40 more characters))"),
+    ({"id": 5}, "a:1"), ({}, "a:1"), (["not a record"], "a:1"),
+])
+def test_located_shows_the_id_on_one_line(raw, expected):
+    assert located("a:1", raw) == expected
+
+
+def test_name_shown():
+    assert name_shown("lable") == "lable" and name_shown(" x") == "' x'" and name_shown(3) == "3"
 
 
 def test_text_mismatch_shows_both():

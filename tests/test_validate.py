@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.core.corpus import Corpus, Note, problem_kind, summarise
 from pipeline.core.records import hash_split
 from pipeline.stages.validate import validate
+from pipeline.storage import files
 from pipeline.storage import params as params_mod
 
 REPO = Path(__file__).resolve().parents[1]
@@ -245,13 +247,283 @@ def test_problems_are_capped_with_the_total(tmp_path):
     assert error_lines[4].startswith("error: 10 problem(s) in 10 of 10 records")
 
 
-def test_warnings_are_capped_too(tmp_path):
-    write_jsonl(tmp_path / "raw" / "a.jsonl",
-                [paris(id=f"r{i}", sentence=f"Paris {i}.", task_B=None, extra=1) for i in range(6)])
+def test_repeated_warnings_are_one_line_per_kind_and_kept_in_full_in_the_report(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "a.jsonl", [paris(id=f"r{i}", sentence=f"Paris {i}.", task_B=None, extra=1) for i in range(6)])
     proc = run_stage(tmp_path, **{"validate.max_errors_shown": 2})
     assert proc.returncode == 0, proc.stderr
-    assert "warning: ... and 4 more (6 in total)" in proc.stderr
-    assert sum(x.startswith("warning: ") and "unknown field" in x for x in proc.stderr.splitlines()) == 2
+    warnings = [x for x in proc.stderr.splitlines() if x.startswith("warning: ") and "unknown field" in x]
+    assert warnings == [(f"warning: 6 unknown fields ignored ({raw}/a.jsonl:1 (id=r0), {raw}/a.jsonl:2 (id=r1), "
+                        f"{raw}/a.jsonl:3 (id=r2), ... (all in details.json))")]
+    details = json.loads((tmp_path / "details.json").read_text())
+    assert details["warnings"] == [f"{raw}/a.jsonl:{i + 1} (id=r{i}): extra: unknown field (ignored)" for i in range(6)]
+
+
+def test_kinds_of_warnings_are_capped_too(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "a.jsonl", [paris(id="r1", extra=1), paris(id="r1")])
+    (raw / "empty.jsonl").write_text("")
+    (raw / "notes.txt").write_text("x")
+    proc = run_stage(tmp_path, **{"validate.max_errors_shown": 2})
+    assert proc.returncode == 0, proc.stderr
+    assert "warning: ... and 2 more (4 in total)" in proc.stderr
+
+
+def test_the_error_that_stops_a_run_is_not_buried(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "a.jsonl", [paris(id="r1")] * 179 + [paris(id="r2", sentence="Other.", task_B=None, task_A="x")])
+    proc = run_stage(tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        (f"warning: 178 duplicate sentences merged ({raw}/a.jsonl:2 (id=r1), {raw}/a.jsonl:3 (id=r1), "
+        f"{raw}/a.jsonl:4 (id=r1), ...)"),
+        f"error: {raw}/a.jsonl:180 (id=r2): task_A: unknown topic 'x'; allowed: travel, technology, politics, other",
+        f"error: 1 problem(s) in 1 of 180 records under {raw}; fix them or set validate.on_error: drop"]
+
+
+def test_dropped_lines_are_summarised_and_rejects_hold_them_all(tmp_path):
+    raw = tmp_path / "raw"
+    bad = [paris(id=f"b{i}", task_A="sport", sentence=f"Sport {i}.", task_B=None) for i in range(4)]
+    write_jsonl(raw / "a.jsonl", [paris(id="ok"), *bad, '{"broken'])
+    proc = run_stage(tmp_path, **{"validate.on_error": "drop"})
+    assert proc.returncode == 0, proc.stderr
+    dropped = [x for x in proc.stderr.splitlines() if x.startswith("dropped")]
+    assert dropped == [
+        (f"dropped: 4 problems: task_A: unknown topic ... ({raw}/a.jsonl:2 (id=b0), {raw}/a.jsonl:3 (id=b1), "
+        f"{raw}/a.jsonl:4 (id=b2), ... (all in out/rejects.jsonl))"),
+        f"dropped: {raw}/a.jsonl:6: invalid JSON: Unterminated string starting at column 2",
+        "dropped 5 record(s): see out/rejects.jsonl"]
+    rejects = [json.loads(x) for x in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["location"] for r in rejects] == [f"{raw}/a.jsonl:{i} (id=b{i - 2})" for i in range(2, 6)] + \
+        [f"{raw}/a.jsonl:6"]
+
+
+def test_summarise_one_line_per_kind():
+    notes = [Note("{n} duplicate sentences merged", f"a:{i}", f"a:{i}: duplicate, merged") for i in range(5)]
+    notes.insert(1, Note("{n} unknown fields ignored", "b:1", "b:1: x: unknown field (ignored)"))
+    assert summarise(notes) == ["5 duplicate sentences merged (a:0, a:1, a:2, ...)", "b:1: x: unknown field (ignored)"]
+    assert summarise(notes, rest="... (see r)")[0] == "5 duplicate sentences merged (a:0, a:1, a:2, ... (see r))"
+    assert summarise(notes[:3]) == ["2 duplicate sentences merged (a:0, a:1)", "b:1: x: unknown field (ignored)"]
+    assert summarise([Note("{n} things (at {locs}) here", f"c:{i}", "") for i in range(4)], shown=2) == \
+        ["4 things (at c:0, c:1, ...) here"]
+
+
+@pytest.mark.parametrize("reason, kind", [
+    ("task_B[3].start: offset 40 is beyond the sentence (length 30)", "{n} problems: task_B[i].start: offset ..."),
+    ("task_A: unknown topic 'sport'; allowed: travel", "{n} problems: task_A: unknown topic ..."),
+    ("sentence: empty", "{n} problems: sentence: empty"),
+    ("invalid JSON: Expecting ',' delimiter at column 37", "{n} problems: invalid JSON: Expecting ',' delimiter ..."),
+    ("invalid JSON: duplicate key 'a' in one object (only one value can be kept)",
+     "{n} problems: invalid JSON: duplicate key ..."),
+    ("invalid UTF-8 (byte 0xe9 at column 18)", "{n} problems: invalid UTF-8 ..."),
+])
+def test_problem_kind_leaves_the_values_out(reason, kind):
+    assert problem_kind(reason) == kind
+
+
+# ---- strict JSON, bytes, surrogates: one record rejected, never the file, never a crash ----------
+
+def test_bad_bytes_in_a_json_array_reject_only_their_records(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    records = [json.dumps({"id": f"r{i}", "sentence": f"Sentence {i} here.", "task_A": "other"}).encode() for i in range(6)]
+    records[1] = records[1].replace(b"here", b"h\xe9re")
+    records[4] = records[4].replace(b'"r4"', b'"r\xff4"')
+    data = b"\xef\xbb\xbf[\n" + b",\n".join(records) + b"\n]\n"
+    (raw / "a.json").write_bytes(data)
+    result = validate(raw, load_params(**{"validate.on_error": "drop"}))
+    assert result["counts"] == {"files": 1, "read": 6, "kept": 4, "rejected": 2, "merged_duplicates": 0, "unique": 4}
+    e9, ff = data.index(b"\xe9"), data.index(b"\xff")
+    assert result["problems"] == [f"{raw}/a.json:3 (id=r1): invalid UTF-8 (byte 0xe9 at offset {e9})",
+                                  f"{raw}/a.json:6 (id=r\\xff4): invalid UTF-8 (byte 0xff at offset {ff})"]
+    assert [r["text"] for r in result["rejects"]] == [records[1].decode("utf-8", "backslashreplace"),
+                                                      records[4].decode("utf-8", "backslashreplace")]
+    kept = sorted(r["id"] for recs in result["splits"].values() for r in recs)
+    assert kept == ["r0", "r2", "r3", "r5"]
+
+
+def test_a_duplicate_key_in_a_json_array_rejects_one_record(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.json").write_text('[{"sentence": "One.", "task_A": "other"},\n'
+                                ' {"id": "d", "sentence": "Two.", "task_A": "other", "task_A": "travel"},\n'
+                                ' {"sentence": "Three.", "task_A": "other", "n": NaN}]', encoding="utf-8")
+    result = validate(raw, load_params())
+    assert result["problems"] == [
+        f"{raw}/a.json:2 (id=d): invalid JSON: duplicate key 'task_A' in one object (only one value can be kept)",
+        f"{raw}/a.json:3: invalid JSON: NaN is not a JSON value (use null, or a number)"]
+    assert result["counts"]["read"] == 3 and result["counts"]["kept"] == 1
+
+
+def test_rejects_are_standard_json_and_valid_utf8(tmp_path):
+    raw = tmp_path / "raw"
+    bad = "\udc80"
+    write_jsonl(raw / "a.jsonl", [paris(id="ok"),
+                                  json.dumps(paris(id="r" + bad)), json.dumps(paris(id="t", task_A=bad)),
+                                  json.dumps(paris(id="s", task_B=[{"text": bad, "type": "LOC", "start": 17, "end": 22}])),
+                                  json.dumps(paris(id="u", sentence="Other.", task_B=None, note=bad)),
+                                  '{"id": "n", "sentence": "x", "task_A": "other", "start": NaN}',
+                                  '{"id": "i", "sentence": "x", "task_A": "other", "start": -Infinity}'])
+    proc = run_stage(tmp_path, **{"validate.on_error": "drop"})
+    assert proc.returncode == 0, proc.stderr
+    assert "dropped 5 record(s): see out/rejects.jsonl" in proc.stderr
+    text = (tmp_path / "out" / "rejects.jsonl").read_bytes().decode("utf-8")   # valid UTF-8
+    rejects = [files.loads(x) for x in text.splitlines()]                        # standard JSON: no NaN
+    assert [r["location"].rsplit(" ", 1)[1] for r in rejects] == \
+        ["(id='r\\udc80')", "(id=t)", "(id=s)", "(id=n)", "(id=i)"]
+    assert rejects[0]["record"]["id"] == "r" + bad          # the escape is kept: nothing is lost
+    assert rejects[3]["errors"] == ["invalid JSON: NaN is not a JSON value (use null, or a number)"]
+    assert rejects[4]["errors"] == ["invalid JSON: -Infinity is not a JSON value (use null, or a number)"]
+    kept = [r for recs in read_split_files(tmp_path / "out").values() for r in recs]
+    assert sorted(r["id"] for r in kept) == ["ok", "u"]
+    for name in ("train", "dev", "test"):
+        (tmp_path / "out" / f"{name}.jsonl").read_text(encoding="utf-8").encode("utf-8")
+
+
+# ---- files: hidden entries, symlinks out of the raw directory ------------------------------------
+
+def test_hidden_files_and_directories_are_skipped_and_reported_once(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "a.jsonl", [paris(id="r1")])
+    for rel in (".git/objects/x.jsonl", ".hidden.jsonl", "sub/.cache/y.json", "sub/.z.json", ".w.jsonl"):
+        write_jsonl(raw / rel, [paris(id="h", sentence="Hidden.", task_B=None)])
+    result = validate(raw, load_params())
+    assert result["counts"]["files"] == 1 and result["counts"]["read"] == 1
+    assert summarise(result["notes"]) == [
+        (f"5 hidden files or directories (name starting with '.') skipped ({raw}/.git, {raw}/.hidden.jsonl, "
+        f"{raw}/.w.jsonl, ...)")]
+    assert f"{raw}/sub/.cache: hidden directory (name starts with '.'), skipped" in result["warnings"]
+
+
+def test_symlink_outside_the_raw_directory_is_refused_unless_allowed(tmp_path):
+    raw, outside = tmp_path / "raw", tmp_path / "elsewhere"
+    write_jsonl(raw / "a.jsonl", [paris(id="r1")])
+    write_jsonl(outside / "secret.jsonl", [{"id": "s", "sentence": "Secret text.", "task_A": "other"}])
+    os.symlink(outside / "secret.jsonl", raw / "link.jsonl")
+    with pytest.raises(params_mod.PipelineError) as info:
+        validate(raw, load_params())
+    assert str(info.value) == (f"{raw}/link.jsonl: symlink to {os.path.realpath(outside)}/secret.jsonl, outside the "
+                               f"raw data directory {raw}; not read (set validate.allow_external_symlinks: true "
+                               f"in params.yaml to read it)")
+    result = validate(raw, load_params(**{"validate.allow_external_symlinks": True}))
+    assert sorted(r["id"] for recs in result["splits"].values() for r in recs) == ["r1", "s"]
+
+
+def test_raw_directory_that_is_itself_a_symlink_is_fine(tmp_path):
+    write_jsonl(tmp_path / "real" / "a.jsonl", [paris(id="r1")])
+    os.symlink(tmp_path / "real" / "a.jsonl", tmp_path / "real" / "b.jsonl")   # inside, through the link
+    os.symlink("real", tmp_path / "raw")
+    result = validate(tmp_path / "raw", load_params())
+    assert result["counts"]["files"] == 1 and result["counts"]["read"] == 1
+
+
+# ---- validate.on_conflict: a sentence labelled two ways ------------------------------------------
+
+BIRMINGHAM = "BIRMINGHAM , England"
+
+
+def conll(type_: str, rid: str) -> dict:
+    return {"id": rid, "sentence": BIRMINGHAM, "task_A": None,
+            "task_B": [{"text": "BIRMINGHAM", "type": type_, "start": 0, "end": 10},
+                       {"text": "England", "type": "LOC", "start": 13, "end": 20}]}
+
+
+def corpus_of(policy: str, records: list[dict]) -> Corpus:
+    corpus = Corpus(["travel", "technology", "politics", "other"], ["PERSON", "LOC", "ORG", "DATE"], policy)
+    for i, r in enumerate(records, 1):
+        corpus.add(f"a.jsonl:{i}", r)
+    return corpus
+
+
+def kept_of(corpus: Corpus) -> list[dict]:
+    return [r for recs in corpus.splits(0.1, 0.1, 0).values() for r in recs]
+
+
+def test_on_conflict_fail_is_a_problem():
+    corpus = corpus_of("fail", [conll("LOC", "c1"), conll("ORG", "c2"), conll("LOC", "c3")])
+    assert corpus.problems == [("a.jsonl:2 (id=c2): task_B: conflicts with the same sentence at a.jsonl:1 (id=c1) "
+                                "('BIRMINGHAM' LOC [0:10] vs 'BIRMINGHAM' ORG [0:10])")]
+    assert corpus.counts(1) == {"files": 1, "read": 3, "kept": 2, "rejected": 1, "merged_duplicates": 1, "unique": 1}
+    assert corpus.conflict_counts() == {"sentences": 1, "records": 3, "policy": "fail"}
+
+
+def test_on_conflict_first_keeps_the_first_labelling():
+    corpus = corpus_of("first", [conll("LOC", "c1"), conll("ORG", "c2"), conll("ORG", "c3")])
+    (out,) = kept_of(corpus)
+    assert out["id"] == "c1" and out["task_B"][0]["type"] == "LOC"
+    assert corpus.problems == [] and corpus.rejects == []
+    assert corpus.counts(1) == {"files": 1, "read": 3, "kept": 3, "rejected": 0, "merged_duplicates": 2, "unique": 1}
+    assert corpus.conflict_counts() == {"sentences": 1, "records": 3, "policy": "first"}
+    assert summarise(corpus.notes) == [
+        ("a.jsonl:2 (id=c2): task_B: conflicts with the same sentence at a.jsonl:1 (id=c1) ('BIRMINGHAM' LOC [0:10] "
+         "vs 'BIRMINGHAM' ORG [0:10]); 3 copies, kept the first labelling (validate.on_conflict: first)")]
+
+
+def test_on_conflict_first_still_fills_what_the_first_copy_lacks():
+    spans = [{"text": "Paris", "type": "LOC", "start": 17, "end": 22}]
+    corpus = corpus_of("first", [paris(task_B=None), paris(task_A="politics", task_B=spans)])
+    (out,) = kept_of(corpus)
+    assert out["task_A"] == "travel" and out["task_B"] == spans
+
+
+@pytest.mark.parametrize("labels, expected", [
+    (["travel", "politics", "politics"], "politics"),
+    (["travel", "politics"], "travel"),                             # a tie: the first
+    (["politics", "travel", "travel", "politics"], "politics"),     # a tie: the first
+    ([None, "politics", "travel", "travel"], "travel"),             # not annotated is no vote
+    (["other", "travel", "politics", "travel", "other", "travel"], "travel"),
+])
+def test_on_conflict_majority_per_field(labels, expected):
+    corpus = corpus_of("majority", [paris(id=f"c{i}", task_A=t) for i, t in enumerate(labels)])
+    (out,) = kept_of(corpus)
+    assert out["task_A"] == expected
+    n = len(labels)
+    assert corpus.counts(1) == {"files": 1, "read": n, "kept": n, "rejected": 0, "merged_duplicates": n - 1,
+                                "unique": 1}
+
+
+def test_on_conflict_majority_decides_each_task_field_on_its_own():
+    org = [{"text": "BIRMINGHAM", "type": "ORG", "start": 0, "end": 10}]
+    loc = [{"text": "BIRMINGHAM", "type": "LOC", "start": 0, "end": 10}]
+    records = [{"sentence": BIRMINGHAM, "task_A": "travel", "task_B": org},
+               {"sentence": BIRMINGHAM, "task_A": "politics", "task_B": loc},
+               {"sentence": BIRMINGHAM, "task_A": "politics", "task_B": org},
+               {"sentence": BIRMINGHAM, "task_A": None, "task_B": org}]
+    (out,) = kept_of(corpus_of("majority", records))
+    assert out["task_A"] == "politics" and out["task_B"] == org
+
+
+def test_on_conflict_drop_rejects_every_copy():
+    records = [conll("LOC", "c1"), paris(id="p"), conll("ORG", "c2"), conll("LOC", "c3"), paris(id="p")]
+    corpus = corpus_of("drop", records)
+    assert [r["id"] for r in kept_of(corpus)] == ["p"]
+    assert corpus.counts(1) == {"files": 1, "read": 5, "kept": 2, "rejected": 3, "merged_duplicates": 1, "unique": 1}
+    assert corpus.conflict_counts() == {"sentences": 1, "records": 3, "policy": "drop"}
+    assert corpus.problems == []      # not a problem: on_error fail does not stop the run
+    assert [(r["location"], r["record"]) for r in corpus.rejects] == [
+        ("a.jsonl:1 (id=c1)", records[0]), ("a.jsonl:3 (id=c2)", records[2]), ("a.jsonl:4 (id=c3)", records[3])]
+    assert corpus.rejects[0]["errors"] == [
+        ("task_B: the same sentence is labelled in conflicting ways by 3 records (first at a.jsonl:1 (id=c1), "
+        "conflict at a.jsonl:3 (id=c2)); every copy dropped (validate.on_conflict: drop)")]
+
+
+def test_on_conflict_in_the_stage_with_counts_in_the_report(tmp_path):
+    raw = tmp_path / "raw"
+    write_jsonl(raw / "a.jsonl", [paris(id=f"g{i}", sentence=f"Good {i}.", task_B=None) for i in range(3)]
+                + [conll("LOC", "c1"), conll("ORG", "c2"), paris(id="t1"), paris(id="t2", task_A="politics")])
+    for policy, kept, rejected in (("first", 7, 0), ("majority", 7, 0), ("drop", 3, 4)):
+        proc = run_stage(tmp_path, **{"validate.on_conflict": policy})
+        assert proc.returncode == 0, proc.stderr
+        action = {"first": "kept the first labelling", "majority": "kept the labelling most copies give",
+                  "drop": "dropped every copy"}[policy]
+        assert (f"warning: 2 sentences labelled in conflicting ways (at {raw}/a.jsonl:5 (id=c2), {raw}/a.jsonl:7 "
+                f"(id=t2); 4 records in all): {action} (validate.on_conflict: {policy})") in proc.stderr
+        details = json.loads((tmp_path / "details.json").read_text())
+        assert details["conflicts"] == {"sentences": 2, "records": 4, "policy": policy}
+        assert (details["kept"], details["rejected"]) == (kept, rejected)
+        assert set(json.loads((tmp_path / "metrics.json").read_text())) == {"kept", "rejected", "records", "annotated"}
+        assert len((tmp_path / "out" / "rejects.jsonl").read_text().splitlines()) == rejected
+    assert run_stage(tmp_path).returncode == 1     # fail: as before
 
 
 # ---- splits --------------------------------------------------------------------------------------

@@ -41,13 +41,32 @@ def _short(value, limit: int = 60) -> str:
     return shorten(repr(value), limit)
 
 
+def _num(value: int) -> str:
+    """An integer from the input as a message shows it: a 4000-digit offset would bury the line."""
+    return shorten(str(value), 20)
+
+
+def name_shown(value) -> str:
+    """A key or id as a message shows it: as written when it is short printable text, else its
+    (capped) repr, so a newline, a control character or a lone surrogate never breaks the line."""
+    if isinstance(value, str) and value.isprintable() and value == value.strip():
+        return shorten(value, 60)
+    return _short(value)
+
+
+def located(loc: str, raw) -> str:
+    """`file:line (id=...)`: the location of a record, with its id where it has a string one."""
+    rid = raw.get("id") if isinstance(raw, dict) else None
+    return f"{loc} (id={name_shown(rid)})" if isinstance(rid, str) else loc
+
+
 def _label_problem(value, allowed: list[str], what: str) -> str:
     hint = ""
     if isinstance(value, str):
         for a in allowed:
             if a.casefold() == value.strip().casefold():
                 hint = f" (did you mean {a!r}? labels are case-sensitive)"
-    return f"unknown {what} {value!r}{hint}; allowed: {', '.join(allowed)}"
+    return f"unknown {what} {_short(value)}{hint}; allowed: {', '.join(allowed)}"
 
 
 def is_int(v) -> bool:
@@ -93,11 +112,11 @@ def _offset_errors(where: str, start, end, sentence: str) -> list[str]:
         if not is_int(v):
             errors.append(f"{where}.{name}: offset must be an integer, got {describe(v)}")
         elif v < 0:
-            errors.append(f"{where}.{name}: offset {v} is negative")
+            errors.append(f"{where}.{name}: offset {_num(v)} is negative")
         elif v > len(sentence):
-            errors.append(f"{where}.{name}: offset {v} is beyond the sentence (length {len(sentence)})")
+            errors.append(f"{where}.{name}: offset {_num(v)} is beyond the sentence (length {len(sentence)})")
     if not errors and start >= end:
-        errors.append(f"{where}: start {start} must be < end {end}")
+        errors.append(f"{where}: start {_num(start)} must be < end {_num(end)}")
     return errors
 
 
@@ -109,19 +128,23 @@ def check_span(span, i: int, sentence: str, entities: list[str]) -> list[str]:
     if missing:
         return [f"{where}: missing field(s) {', '.join(missing)}"]
     errors = []
-    if span["type"] not in entities:
+    if isinstance(span["type"], str) and _surrogate(span["type"]):
+        errors.append(f"{where}.type: {_surrogate(span['type'])}")
+    elif span["type"] not in entities:
         errors.append(f"{where}.type: " + _label_problem(span["type"], entities, "entity type"))
     start, end = span["start"], span["end"]
     offset_errors = _offset_errors(where, start, end, sentence)
     errors += offset_errors
     if not isinstance(span["text"], str):
         errors.append(f"{where}.text: must be a string, got {json_type(span['text'])}")
+    elif _surrogate(span["text"]):
+        errors.append(f"{where}.text: {_surrogate(span['text'])}")
     elif not offset_errors:
         actual = sentence[start:end]
         if actual != span["text"]:
-            errors.append(f"{where}.text: {span['text']!r} != sentence[{start}:{end}] {actual!r}")
+            errors.append(f"{where}.text: {_short(span['text'])} != sentence[{start}:{end}] {_short(actual)}")
         elif actual != actual.strip():
-            errors.append(f"{where}: span {actual!r} has leading/trailing whitespace")
+            errors.append(f"{where}: span {_short(actual)} has leading/trailing whitespace")
     return errors
 
 
@@ -150,7 +173,9 @@ def _label_errors(raw: dict, topics: list[str]) -> list[str]:
     """task_A, the type of task_B, at least one task annotated, split."""
     errors = []
     topic, spans, split = raw.get("task_A"), raw.get("task_B"), raw.get("split")
-    if topic is not None and topic not in topics:
+    if isinstance(topic, str) and _surrogate(topic):
+        errors.append(f"task_A: {_surrogate(topic)}")
+    elif topic is not None and topic not in topics:
         errors.append("task_A: " + _label_problem(topic, topics, "topic")
                       if isinstance(topic, str) else
                       f"task_A: must be a topic string or null, got {describe(topic)}")
@@ -172,8 +197,8 @@ def _overlap_errors(good: list[dict]) -> list[str]:
         if b["start"] < a["end"]:
             kind = ("duplicate" if (a["start"], a["end"]) == (b["start"], b["end"])
                     else "nested" if b["end"] <= a["end"] else "overlapping")
-            errors.append(f"task_B: {kind} spans {a['text']!r} [{a['start']}:{a['end']}] "
-                          f"and {b['text']!r} [{b['start']}:{b['end']}]")
+            errors.append(f"task_B: {kind} spans {_short(a['text'])} [{a['start']}:{a['end']}] "
+                          f"and {_short(b['text'])} [{b['start']}:{b['end']}]")
     return errors
 
 
@@ -187,7 +212,7 @@ def _check_spans(spans: list, sentence: str, entities: list[str], warnings: list
         if isinstance(span, dict):
             extra = [k for k in span if k not in SPAN_FIELDS | QUIET_SPAN_FIELDS]
             if extra:
-                warnings.append(f"task_B[{i}]: unknown field(s) {', '.join(map(str, extra))} (ignored)")
+                warnings.append(f"task_B[{i}]: unknown field(s) {shorten(', '.join(map(name_shown, extra)))} (ignored)")
             if not span_errors:
                 good.append({k: span[k] for k in ("text", "type", "start", "end")})
     good.sort(key=lambda s: (s["start"], -s["end"]))
@@ -198,7 +223,7 @@ def check_record(raw, topics: list[str], entities: list[str]) -> Checked:
     """Check one record against the contract; return the clean record or the list of problems."""
     if not isinstance(raw, dict):
         return Checked(None, [f"record: must be a JSON object, got {describe(raw)}"])
-    warnings = [f"{k}: unknown field (ignored)" for k in raw if k not in _ALLOWED_FIELDS]
+    warnings = [f"{name_shown(k)}: unknown field (ignored)" for k in raw if k not in _ALLOWED_FIELDS]
     sentence, sentence_errors = _sentence_errors(raw)
     errors = _id_errors(raw.get("id")) + sentence_errors + _label_errors(raw, topics)
     spans = raw.get("task_B")

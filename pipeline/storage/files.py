@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import stat
@@ -119,11 +120,20 @@ def _no_constant(name: str):
     raise JSONValueError(f"{name} is not a JSON value (use null, or a number)")
 
 
-STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONValueError(f"number {shorten(text, 20)} is out of range (it would read as infinity)")
+    return value
+
+
+# So that no record read, kept or rejected, can hold a value that standard JSON cannot write.
+STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite)
 
 
 def loads(text: str):
-    """json.loads for input from users: duplicate keys and NaN/Infinity are errors (JSONValueError,
+    """json.loads for input from users: duplicate keys, NaN/Infinity and numbers that overflow to
+    infinity (1e999) are errors (JSONValueError,
     a ValueError), worded by json_problem() like any other parse error."""
     return STRICT_DECODER.decode(text)
 

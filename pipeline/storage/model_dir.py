@@ -57,27 +57,14 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _section_problem(model, section: str, values: dict) -> str | None:
-    """The params rule a group of multitask.json keys breaks, in params.yaml's words without the
-    section prefix (the same rules as `tokenize` and `labels` there: one rule, one wording)."""
-    from pydantic import ValidationError
-
-    try:
-        model.model_validate(values)
-    except ValidationError as exc:
-        errors = [{**err, "loc": (section, *err["loc"])} for err in exc.errors()]
-        return shorten(params._explain(errors).replace(f"{section}.", ""), 300)
-    return None
-
-
 def _is_count(v) -> bool:
     return is_int(v) and v >= 0
 
 
 def _settings_problem(raw: dict) -> str | None:
     """The first hand-edit of multitask.json that loading would trip over (None: all usable)."""
-    problem = (_section_problem(params.TokenizeParams, "tokenize", {k: raw[k] for k in TOKENIZE_KEYS})
-               or _section_problem(params.LabelsParams, "labels", {k: raw[k] for k in ("topics", "entities")}))
+    problem = (params.section_problem(params.TokenizeParams, "tokenize", {k: raw[k] for k in TOKENIZE_KEYS})
+               or params.section_problem(params.LabelsParams, "labels", {k: raw[k] for k in ("topics", "entities")}))
     if problem:
         return problem
     if raw["tags"] != params.tag_names(raw["entities"]):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Literal, get_args, get_origin
 
@@ -24,7 +25,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from pipeline.core.records import type_name
+from pipeline.core.records import shorten, type_name
 from pipeline.storage.errors import PipelineError
 
 # ---- value rules (messages without the key; the key and "(got ...)" are added by check()) --------
@@ -44,9 +45,9 @@ def _labels(v):
         return v  # the list type check words it
     if not v or not all(isinstance(x, str) and x.strip() for x in v):
         raise _rule("must be a non-empty list of non-empty strings")
-    dups = sorted({x for x in v if v.count(x) > 1})
+    dups = sorted(x for x, n in Counter(v).items() if n > 1)
     if dups:
-        raise _rule(f"has duplicates: {', '.join(dups)}")
+        raise _rule(f"has duplicates: {shorten(', '.join(dups), 80)}")
     return v
 
 
@@ -115,7 +116,8 @@ class TokenizeParams(_Section):
     def _windows_advance(self):
         if self.stride * 2 >= self.max_length:
             raise _cross(f"'tokenize.stride' must be < tokenize.max_length / 2 "
-                         f"(got {self.stride} with max_length {self.max_length})", 2)
+                         f"(got {shorten(str(self.stride), 20)} with max_length {shorten(str(self.max_length), 20)})",
+                         2)
         return self
 
 
@@ -257,8 +259,13 @@ def _yaml_type(value) -> str:
     return type_name(value, _YAML_TYPES)
 
 
+def _shown(value) -> str:
+    """A value from the file as a message shows it (capped: a huge list or string stays one line)."""
+    return shorten(repr(value), 80)
+
+
 def _got(value) -> str:
-    return "null" if value is None else f"{_yaml_type(value)} {value!r}"
+    return "null" if value is None else f"{_yaml_type(value)} {_shown(value)}"
 
 
 def _kind(info: FieldInfo) -> type:
@@ -289,18 +296,18 @@ def _key_problem(err: dict) -> str:
     key, value, kind = _leaf_of(err["loc"]), err["input"], err["type"]
     info = LEAF_KEYS.get(key)
     if kind == "extra_forbidden" or info is None:
-        return f"unknown key '{key}'{_suggest(key)}"
+        return f"unknown key '{shorten(key, 80)}'{_suggest(key)}"
     expected = _kind(info)
     if kind == "literal_error" and isinstance(value, str):
-        return f"'{key}' must be one of {', '.join(get_args(info.annotation))} (got {value!r})"
+        return f"'{key}' must be one of {', '.join(get_args(info.annotation))} (got {_shown(value)})"
     if kind.endswith("_type") or kind == "literal_error":
         hint = " (remove the quotes)" if isinstance(value, str) and expected in (int, float) else ""
         return f"'{key}' must be {_KIND.get(expected, expected.__name__)}, got {_got(value)}{hint}"
     if kind in ("greater_than_equal", "less_than", "less_than_equal"):
-        return f"'{key}' {_bounds(info)} (got {value!r})"
+        return f"'{key}' {_bounds(info)} (got {_shown(value)})"
     if kind == "params_rule":
-        return f"'{key}' {err['msg']} (got {value!r})"
-    return f"'{key}' is invalid: {err['msg']}"
+        return f"'{key}' {err['msg']} (got {_shown(value)})"
+    return f"'{key}' is invalid: {shorten(err['msg'], 200)}"
 
 
 def _explain(errors: list[dict]) -> str:
@@ -317,6 +324,18 @@ def _explain(errors: list[dict]) -> str:
     return cross[0]["msg"]
 
 
+def section_problem(model: type[BaseModel], section: str, values: dict) -> str | None:
+    """The rule of params section `section` (its model) that `values` break, worded as for
+    params.yaml but without the section prefix; None if they pass. For files that hold a copy of
+    a section (the model directory's multitask.json): one rule, one wording."""
+    try:
+        model.model_validate(values)
+    except ValidationError as exc:
+        errors = [{**err, "loc": (section, *err["loc"])} for err in exc.errors()]
+        return shorten(_explain(errors).replace(f"{section}.", ""), 300)
+    return None
+
+
 def check(tree: dict, source: str = "params.yaml") -> Params:
     """The typed params if every key is known and well-typed; else raise one clear line."""
     if tree is None:
@@ -326,7 +345,7 @@ def check(tree: dict, source: str = "params.yaml") -> Params:
     for key in _flatten(tree, source=source):
         if key not in LEAF_KEYS:
             what = "key" if "." in key else "section"
-            raise PipelineError(f"{source}: unknown {what} '{key}'{_suggest(key)}")
+            raise PipelineError(f"{source}: unknown {what} '{shorten(str(key), 80)}'{_suggest(key)}")
     try:
         return Params.model_validate(tree)
     except ValidationError as exc:
@@ -335,20 +354,44 @@ def check(tree: dict, source: str = "params.yaml") -> Params:
 
 # ---- the file ----------------------------------------------------------------------------------------
 
+MAX_DEPTH = 50   # params are a few levels deep; a 5000-deep list would exhaust the recursion limit
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that rejects a key given twice in one mapping (PyYAML keeps the last silently)."""
+    """SafeLoader for params: a key given twice in one mapping (PyYAML keeps the last silently), an
+    anchor or alias (a billion-laughs expands into gigabytes), a complex key (`? [a, b]`) and
+    nesting deeper than MAX_DEPTH are errors. Anchors, aliases and depth are checked while composing,
+    from the parser's events, before anything is expanded or constructed."""
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
+            raise yaml.composer.ComposerError(
+                None, None, f"{'alias' if sign == '*' else 'anchor'} {sign}{shorten(event.anchor, 40)} is not "
+                f"allowed in params (no anchors or aliases: write each value out)", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                                  event.start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a complex key (`? [a, b]` or a mapping as a key) is not allowed in params: "
+                    "keys are names", key_node.start_mark)
             key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
-            try:
-                seen[key] = key_node.start_mark.line
-            except TypeError:  # unhashable key: let PyYAML report it
-                pass
+                    None, None, f"duplicate key {shorten(repr(key), 80)} (first at line {seen[key] + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
 
 
@@ -375,7 +418,10 @@ def load(path: str | Path = "params.yaml") -> Params:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise PipelineError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        problem = shorten(" ".join(str(getattr(exc, "problem", None) or exc).split()), 200)
+        raise PipelineError(f"{path}{where}: invalid YAML: {problem}") from None
+    except RecursionError:   # a safety net: MAX_DEPTH stops deep nesting first
+        raise PipelineError(f"{path}: invalid YAML: nested too deeply") from None
     return check(tree, str(path))
 
 
