@@ -716,3 +716,23 @@ def test_symlink_outputs_are_written_through_and_kept(tmp_path):
     assert (tmp_path / "link.jsonl").is_symlink() and (tmp_path / "link.json").is_symlink()
     assert read_out(tmp_path / "out" / "real.jsonl")[0]["sentence"] == "Hi Bob"
     assert len(json.loads((tmp_path / "out" / "real.json").read_text(encoding="utf-8"))) == len(PREDICTIONS)
+
+
+def test_conflicting_labels_are_reported_at_import_time(tmp_path, capsys):
+    """CoNLL-2003 labels "BIRMINGHAM , England" LOC in one copy and ORG in another: the importer says
+    so (with where), so the user learns it now, not when `dvc repro` stops at validate."""
+    copy = "BIRMINGHAM B-{}\n, O\nEngland B-LOC\n\n"
+    (tmp_path / "a.conll").write_text(copy.format("LOC") + copy.format("ORG") + copy.format("LOC") + "Bob B-PERSON\n")
+    assert run_stage(import_stage, tmp_path, "conll", "a.conll", "--output", "out.jsonl", "--params", PARAMS) == 0
+    err = capsys.readouterr().err
+    assert err == ("warning: 1 sentence(s) labelled in conflicting ways in the input (3 records; a.conll:5: task_B: "
+                   "conflicts with the same sentence at a.conll:1 ('BIRMINGHAM' LOC [0:10] vs 'BIRMINGHAM' ORG "
+                   "[0:10])): the validate stage will stop on them (validate.on_conflict: fail; first, majority or "
+                   "drop resolve them)\n")
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 4   # every record is still written
+
+
+def test_no_conflict_no_warning(tmp_path, capsys):
+    (tmp_path / "a.conll").write_text("Bob B-PERSON\n\nBob B-PERSON\n")
+    assert run_stage(import_stage, tmp_path, "conll", "a.conll", "--output", "out.jsonl", "--params", PARAMS) == 0
+    assert "conflicting" not in capsys.readouterr().err

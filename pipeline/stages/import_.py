@@ -53,10 +53,12 @@ which the validate stage ignores.
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
 from pipeline.cli import run_cli, stage_parser
+from pipeline.core.corpus import Corpus
 from pipeline.core.records import split_stats
 from pipeline.formats.common import Batch, Item, check_items
 from pipeline.formats.conll import parse_conll
@@ -146,6 +148,24 @@ def import_files(fmt: str, paths: list[Path], topics: list[str], entities: list[
     return records, notes
 
 
+def conflict_warning(records: list[dict], topics: list[str], entities: list[str], policy: str) -> str | None:
+    """One line on sentences the input labels two ways, found now rather than by `dvc repro`
+    (the validate stage's own Corpus finds them, so the two cannot disagree)."""
+    corpus = Corpus(topics, entities, on_conflict="first")
+    for rec in records:
+        corpus.add(rec["source"], rec)
+    found = corpus.conflict_counts()
+    if not found["sentences"]:
+        return None
+    (loc, first), *more = corpus.conflicted.values()
+    also = f"; also at {', '.join(loc for loc, _ in more[:3])}{', ...' if len(more) > 3 else ''}" if more else ""
+    then = ("the validate stage will stop on them (validate.on_conflict: fail; first, majority or drop "
+            "resolve them)" if policy == "fail" else f"the validate stage will resolve them (validate.on_conflict: "
+            f"{policy})")
+    return (f"warning: {found['sentences']} sentence(s) labelled in conflicting ways in the input "
+            f"({found['records']} records; {loc}: {first}{also}): {then}")
+
+
 def summary(records: list[dict], topics: list[str], entities: list[str]) -> list[str]:
     stats = split_stats(records, topics, entities)
     return [f"  entities ({stats['ner_annotated']} records annotated): "
@@ -219,6 +239,9 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     for what, count in notes.items():
         print(f"  note: {count} {what}")
+    warning = conflict_warning(records, topics, entities, p.validate.on_conflict)
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 if __name__ == "__main__":
