@@ -736,3 +736,15 @@ def test_no_conflict_no_warning(tmp_path, capsys):
     (tmp_path / "a.conll").write_text("Bob B-PERSON\n\nBob B-PERSON\n")
     assert run_stage(import_stage, tmp_path, "conll", "a.conll", "--output", "out.jsonl", "--params", PARAMS) == 0
     assert "conflicting" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("PER: PERSON\nGPE: LOC\nPER: ORG\n", ":3: invalid YAML: duplicate key 'PER' (first at line 1)"),
+    ("a: &x PERSON\nb: *x\n", ":1: invalid YAML: anchor &x is not allowed in label maps"),
+])
+def test_label_map_file_is_read_strictly(tmp_path, text, problem):
+    """A label mapped twice in a --map file was silently the last; now it is an error, as in params."""
+    (tmp_path / "map.yaml").write_text(text)
+    with pytest.raises(PipelineError) as exc:
+        parse_mapping([str(tmp_path / "map.yaml")])
+    assert str(exc.value).startswith(f"--map {tmp_path / 'map.yaml'}{problem}")

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from pipeline.formats.common import Item
 from pipeline.storage.errors import PipelineError
+from pipeline.storage.params import read_yaml
 
 
 def parse_mapping(specs: list[str]) -> dict[str, str | None]:
@@ -19,11 +18,9 @@ def parse_mapping(specs: list[str]) -> dict[str, str | None]:
         path = Path(spec)
         if path.suffix.lower() in (".yaml", ".yml", ".json") or (path.is_file() and "=" not in spec):
             try:
-                tree = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise PipelineError(f"--map {spec}: cannot read ({exc.strerror or exc})") from None
-            except (yaml.YAMLError, UnicodeDecodeError) as exc:
-                raise PipelineError(f"--map {spec}: invalid YAML: {str(exc).splitlines()[0]}") from None
+                tree = read_yaml(path, what="label maps")   # strict: a label mapped twice is an error
+            except PipelineError as exc:
+                raise PipelineError(f"--map {exc}") from None
             if not isinstance(tree, dict) or not all(isinstance(k, str) and (v is None or isinstance(v, str))
                                                      for k, v in tree.items()):
                 raise PipelineError(f"--map {spec}: expected a mapping of label: new_label (or null to drop)")

@@ -358,10 +358,12 @@ MAX_DEPTH = 50   # params are a few levels deep; a 5000-deep list would exhaust 
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader for params: a key given twice in one mapping (PyYAML keeps the last silently), an
+    """SafeLoader for params (and other hand-written YAML: WHAT names it in messages): a key given twice in one mapping (PyYAML keeps the last silently), an
     anchor or alias (a billion-laughs expands into gigabytes), a complex key (`? [a, b]`) and
     nesting deeper than MAX_DEPTH are errors. Anchors, aliases and depth are checked while composing,
     from the parser's events, before anything is expanded or constructed."""
+
+    WHAT = "params"
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -369,7 +371,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             sign = "*" if isinstance(event, yaml.AliasEvent) else "&"
             raise yaml.composer.ComposerError(
                 None, None, f"{'alias' if sign == '*' else 'anchor'} {sign}{shorten(event.anchor, 40)} is not "
-                f"allowed in params (no anchors or aliases: write each value out)", event.start_mark)
+                f"allowed in {self.WHAT} (no anchors or aliases: write each value out)", event.start_mark)
         self._depth = getattr(self, "_depth", 0) + 1
         try:
             if self._depth > MAX_DEPTH:
@@ -384,7 +386,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise yaml.constructor.ConstructorError(
-                    None, None, "a complex key (`? [a, b]` or a mapping as a key) is not allowed in params: "
+                    None, None, f"a complex key (`? [a, b]` or a mapping as a key) is not allowed in {self.WHAT}: "
                     "keys are names", key_node.start_mark)
             key = self.construct_object(key_node, deep=True)
             if key in seen:
@@ -402,19 +404,21 @@ _UniqueKeyLoader.add_implicit_resolver(
     list("-+0123456789."))
 
 
-def load(path: str | Path = "params.yaml") -> Params:
-    """Load and check params.yaml. Stages read only the sections DVC declares for them."""
+def read_yaml(path: str | Path, what: str = "params", missing_hint: str = "") -> object:
+    """A hand-written YAML file, read strictly (_UniqueKeyLoader; `what` names the file's kind in
+    messages): its tree, or one line naming the file and line."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PipelineError(f"{path}: not found (run from the repository root)") from None
+        raise PipelineError(f"{path}: not found{missing_hint}") from None
     except UnicodeDecodeError as exc:
         raise PipelineError(f"{path}: invalid UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from None
     except OSError as exc:
         raise PipelineError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    loader = _UniqueKeyLoader if what == _UniqueKeyLoader.WHAT else type("_Loader", (_UniqueKeyLoader,), {"WHAT": what})
     try:
-        tree = yaml.load(text, Loader=_UniqueKeyLoader)
+        return yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
@@ -422,7 +426,11 @@ def load(path: str | Path = "params.yaml") -> Params:
         raise PipelineError(f"{path}{where}: invalid YAML: {problem}") from None
     except RecursionError:   # a safety net: MAX_DEPTH stops deep nesting first
         raise PipelineError(f"{path}: invalid YAML: nested too deeply") from None
-    return check(tree, str(path))
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Load and check params.yaml. Stages read only the sections DVC declares for them."""
+    return check(read_yaml(path, missing_hint=" (run from the repository root)"), str(path))
 
 
 def tag_names(entities: list[str]) -> list[str]:
