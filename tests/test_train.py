@@ -374,3 +374,48 @@ def test_missing_features_is_one_line(tmp_path, tiny_gpt_neo, capsys):
     assert run_stage(train_mod, tmp_path, *train_args()) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: tok/meta.json: not found") and err.count("\n") == 1
+
+
+# per-task model selection (train.select: per_task) ------------------------------------------------
+
+def test_per_task_selection_keeps_the_best_ner_epoch_and_refits_the_topic_head(project, tiny_gpt_neo):
+    """The kept epoch is the one with the best dev NER F1 (not the mean); the topic head is then
+    re-fit on that encoder and the head epoch with the best dev topic macro-F1 is kept, which the
+    saved model scores exactly."""
+    write_toy_params(project / "params_pt.yaml", tiny_gpt_neo, **{
+        "train.epochs": 6, "train.patience": 0, "train.select": "per_task", "train.topic_refit_epochs": 5})
+    model_dir = train(project, "pt", "params_pt.yaml")
+    hist = history(project, "pt")
+    report = json.loads((project / "reports" / "train_pt.json").read_text())
+    ner = [h["dev_ner_f1"] for h in hist]
+    assert report["best_epoch"] == 1 + ner.index(max(ner))        # first epoch with the best NER F1
+    refit = report["topic_refit"]
+    scores = refit["dev_topic_macro_f1"]
+    assert len(scores) == 6 and refit["best_epoch"] == scores.index(max(scores))
+    assert scores[0] == hist[report["best_epoch"] - 1]["dev_topic_macro_f1"]   # epoch 0: the head as trained
+    result, _, _ = score(model_dir, project, "dev")
+    assert result["topic"]["macro_f1"] == max(scores)
+    assert result["ner"]["f1"] == max(ner)
+
+
+def test_refit_changes_only_the_topic_head(project, tiny_gpt_neo):
+    for name, refit_epochs in (("pt1", 0), ("pt2", 6)):
+        write_toy_params(project / f"params_{name}.yaml", tiny_gpt_neo, **{
+            "train.select": "per_task", "train.topic_refit_epochs": refit_epochs, "train.lr_heads": 0.05})
+    a, b = weights(train(project, "pt1", "params_pt1.yaml")), weights(train(project, "pt2", "params_pt2.yaml"))
+    changed = {k for k in a if not torch.equal(a[k], b[k])}
+    refit = json.loads((project / "reports" / "train_pt2.json").read_text())["topic_refit"]
+    assert changed <= {"topic_head.1.weight", "topic_head.1.bias"}
+    assert refit["best_epoch"] > 0 and refit["gain"] > 0   # the toy head has room to improve
+    assert changed == {"topic_head.1.weight", "topic_head.1.bias"}
+
+
+def test_label_smoothing_changes_the_topic_loss_only():
+    from pipeline.core.model import masked_ce
+
+    logits = torch.tensor([[4.0, 0.0, 0.0, 0.0], [0.0, 3.0, 0.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    plain, smooth = masked_ce(logits, labels), masked_ce(logits, labels, 0.1)
+    assert smooth > plain   # confident right answers cost more: the head is kept from over-fitting
+    expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+    assert torch.isclose(smooth, expected)

@@ -46,13 +46,13 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
     raise ValueError(f"unknown pooling {how!r} (one of {', '.join(POOLINGS)})")
 
 
-def masked_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def masked_ce(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy averaged over labelled items only; exactly 0 (still in the graph, so DDP sees
     every parameter used) when nothing in the batch is labelled for this task - never NaN."""
     labels = labels.reshape(-1)
     logits = logits.reshape(labels.shape[0], -1).float()
     if (labels != IGNORE).any():
-        return F.cross_entropy(logits, labels, ignore_index=IGNORE)
+        return F.cross_entropy(logits, labels, ignore_index=IGNORE, label_smoothing=label_smoothing)
     return logits.sum() * 0.0
 
 
@@ -68,12 +68,12 @@ class MultiTaskModel(nn.Module):
         self.ner_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(hidden, n_tags))
 
     def forward(self, input_ids, attention_mask, topic_labels=None, ner_labels=None,
-                alpha: float = 1.0, beta: float = 1.0) -> dict:
+                alpha: float = 1.0, beta: float = 1.0, topic_smoothing: float = 0.0) -> dict:
         states = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         out = {"topic_logits": self.topic_head(pool(states, attention_mask, self.pooling)),
                "ner_logits": self.ner_head(states)}
         if topic_labels is not None and ner_labels is not None:
-            out["loss_topic"] = masked_ce(out["topic_logits"], topic_labels)
+            out["loss_topic"] = masked_ce(out["topic_logits"], topic_labels, topic_smoothing)
             out["loss_ner"] = masked_ce(out["ner_logits"], ner_labels)
             out["loss"] = alpha * out["loss_topic"] + beta * out["loss_ner"]
         return out

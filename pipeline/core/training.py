@@ -163,7 +163,7 @@ def train_step(train_model, batch: dict, weight: float, tp, optimizer, scheduler
     """One micro-batch: forward, weighted backward (weight: this rank's share of the global batch);
     on an accumulation boundary, clip and step."""
     with sync, autocast(device):
-        out = train_model(**batch, alpha=tp.alpha, beta=tp.beta)
+        out = train_model(**batch, alpha=tp.alpha, beta=tp.beta, topic_smoothing=tp.label_smoothing)
         (out["loss"] * weight / tp.grad_accum).backward()
     if boundary:
         if tp.max_grad_norm > 0:

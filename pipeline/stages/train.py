@@ -32,6 +32,7 @@ from pipeline.core.headline import train_headline
 from pipeline.core.metrics import select_score
 from pipeline.core.model import ModelMeta, MultiTaskModel
 from pipeline.core.records import split_stats
+from pipeline.core.refit import RefitResult, refit_topic_head
 from pipeline.core.scoring import score_split
 from pipeline.storage import checkpoints, feature_store, model_card, model_dir, plots, progress
 from pipeline.storage import params as params_mod
@@ -153,8 +154,9 @@ def score_dev(model, data: TrainingData, tp, device) -> dict:
     if tp.select_metric == "loss":
         out["dev_loss"] = training.dev_loss(model, data.dev_rows, pad_id, batch_size, device, tp.alpha, tp.beta)
         score = None if out["dev_loss"] is None else -out["dev_loss"]
-    else:
-        score = select_score(dev.get("topic"), dev.get("ner"), tp.select_metric)
+    else:  # per_task: the encoder and NER head follow NER (the topic head is re-fit at the end)
+        metric = "ner_f1" if tp.select == "per_task" and dev.get("ner") else tp.select_metric
+        score = select_score(dev.get("topic"), dev.get("ner"), metric)
     return {**out, "dev_topic_macro_f1": dev.get("topic", {}).get("macro_f1"),
             "dev_ner_f1": dev.get("ner", {}).get("f1"), "dev_score": score}
 
@@ -181,6 +183,17 @@ def end_of_epoch(args, run: RunState, stats: training.EpochStats, model, optimiz
         print(f"train: early stop, no dev improvement for {tp.patience} epoch(s)")
 
 
+def refit_topic(model, data: TrainingData, tp) -> RefitResult | None:
+    """train.select per_task: the topic head re-fit on the kept encoder (pipeline.core.refit)."""
+    device = next(model.parameters()).device
+    result = refit_topic_head(model, data.train_rows, data.dev_rows, [r["task_A"] for r in data.dev_records],
+                              data.meta.topics, tp, data.features.pad_token_id, device, tp.topic_refit_epochs)
+    if result is not None:
+        print(f"train: topic head re-fit on the kept encoder: dev topic macro-F1 {result.dev_scores[0]} -> "
+              f"{result.dev_scores[result.best_epoch]} (head epoch {result.best_epoch} of {tp.topic_refit_epochs})")
+    return result
+
+
 def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds: float, tokens: int,
            world: int) -> None:
     """Rank 0: write the best weights as the model directory (with its model card), the summary
@@ -188,6 +201,9 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
     model.load_state_dict(run.best_weights)
     meta = dataclasses.replace(data.meta, best_epoch=run.stopping.best_epoch)
     best = next((h for h in run.history if h["epoch"] == run.stopping.best_epoch), {})
+    refit = refit_topic(model, data, p.train) if p.train.select == "per_task" else None
+    if refit is not None:
+        best = {**best, "dev_topic_macro_f1": refit.dev_scores[refit.best_epoch]}
     train_stats = split_stats(list(read_jsonl(Path(args.validated) / "train.jsonl")), p.labels.topics,
                               p.labels.entities)
     with atomic_path(args.model_dir, is_dir=True) as tmp:
@@ -197,6 +213,9 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
     summary = {"epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
                "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
                "padded_fraction": last["padded_fraction"], "world_size": world}
+    if refit is not None:
+        summary["topic_refit"] = {"dev_topic_macro_f1": refit.dev_scores, "best_epoch": refit.best_epoch,
+                                  "gain": refit.gain}
     write_json(args.details, summary)
     write_json(args.metrics, train_headline(summary))
     speed = {"train_seconds": round(seconds, 1), "tokens_per_second": round(tokens / max(seconds, 1e-9), 1)}

@@ -136,6 +136,9 @@ class TrainParams(_Section):
     freeze: Literal["none", "encoder", "top_k"]
     unfreeze_top_layers: int = Field(ge=0)
     select_metric: Literal["mean_f1", "topic_macro_f1", "ner_f1", "loss"]
+    select: Literal["joint", "per_task"]
+    topic_refit_epochs: int = Field(ge=0)
+    label_smoothing: float = Field(ge=0.0, lt=1.0)
     patience: int = Field(ge=0)
     group_by_length: bool
     device: Literal["auto", "cpu", "cuda"]
