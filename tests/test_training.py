@@ -17,7 +17,7 @@ from pipeline.core.model import MultiTaskModel
 from pipeline.storage.hub import load_encoder, load_tokenizer
 from pipeline.storage.params import tag_names
 
-TP = SimpleNamespace(alpha=1.0, beta=1.0, grad_accum=1, max_grad_norm=1.0, lr_encoder=1e-3, lr_heads=1e-2,
+TP = SimpleNamespace(alpha=1.0, beta=1.0, label_smoothing=0.0, grad_accum=1, max_grad_norm=1.0, lr_encoder=1e-3, lr_heads=1e-2,
                      weight_decay=0.01, warmup_ratio=0.0, batch_size=4)
 
 
