@@ -396,6 +396,8 @@ def test_per_task_selection_keeps_the_best_ner_epoch_and_refits_the_topic_head(p
     result, _, _ = score(model_dir, project, "dev")
     assert result["topic"]["macro_f1"] == max(scores)
     assert result["ner"]["f1"] == max(ner)
+    card = (model_dir / "README.md").read_text()   # the model card says how the weights were chosen
+    assert "the best by dev NER F1 (`train.select: per_task`), with the topic head then re-fit" in card
 
 
 def test_refit_changes_only_the_topic_head(project, tiny_gpt_neo):

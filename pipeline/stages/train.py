@@ -203,7 +203,10 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
     best = next((h for h in run.history if h["epoch"] == run.stopping.best_epoch), {})
     refit = refit_topic(model, data, p.train) if p.train.select == "per_task" else None
     if refit is not None:
-        best = {**best, "dev_topic_macro_f1": refit.dev_scores[refit.best_epoch]}
+        best = {**best, "dev_topic_macro_f1": refit.dev_scores[refit.best_epoch],
+                "selection": (f"the best by dev NER F1 (`train.select: per_task`), with the topic head then "
+                              f"re-fit on that encoder (head epoch {refit.best_epoch} of {p.train.topic_refit_epochs} "
+                              f"kept)")}
     train_stats = split_stats(list(read_jsonl(Path(args.validated) / "train.jsonl")), p.labels.topics,
                               p.labels.entities)
     with atomic_path(args.model_dir, is_dir=True) as tmp:

@@ -44,7 +44,7 @@ its tag; a gold span edge inside a token was handled by `{{ misaligned }}`.
 {% endfor %}
 ## Dev scores
 
-The weights are those of epoch {{ best_epoch }} of {{ epochs_run }}, the best by the dev score (`train.select_metric`):
+The weights are those of epoch {{ best_epoch }} of {{ epochs_run }}, {{ selection }}:
 topic macro-F1 {{ dev_topic }}, NER exact-span F1 {{ dev_ner }}.
 Test scores are in `metrics/eval.json` (the evaluate stage).
 
@@ -67,7 +67,8 @@ def _fmt(value) -> str:
 def write(out_dir: Path, meta: ModelMeta, source: EncoderSource, train_stats: dict, dev: dict,
           epochs_run: int) -> None:
     """README.md in out_dir. train_stats: records.split_stats of the train split; dev: the best
-    epoch's dev_topic_macro_f1 and dev_ner_f1 (None where not scored)."""
+    epoch's dev_topic_macro_f1 and dev_ner_f1 (None where not scored), and optionally "selection",
+    how the kept weights were chosen, in words."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     dataset = {"dataset_type": "validated", "dataset_name": "project data (data/raw, dev split)", "dataset_split": "dev"}
@@ -88,5 +89,6 @@ def write(out_dir: Path, meta: ModelMeta, source: EncoderSource, train_stats: di
         misaligned=meta.misaligned, n_records=train_stats["records"], n_topic=train_stats["topic_annotated"],
         n_ner=train_stats["ner_annotated"], topic_counts=train_stats["topics"], entity_counts=train_stats["entities"],
         best_epoch=meta.best_epoch, epochs_run=epochs_run, dev_topic=_fmt(dev.get("dev_topic_macro_f1")),
-        dev_ner=_fmt(dev.get("dev_ner_f1")))
+        dev_ner=_fmt(dev.get("dev_ner_f1")),
+        selection=dev.get("selection", "the best by the dev score (`train.select_metric`)"))
     (Path(out_dir) / "README.md").write_text(str(card), encoding="utf-8")
