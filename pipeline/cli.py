@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.core.records import shorten
-from pipeline.storage.errors import PipelineError
+from pipeline.storage.errors import PipelineError, first_line
 
 ERROR_LINE_CAP = 2000  # a message quoting a huge input stays one readable line
 
@@ -37,7 +37,7 @@ def run_cli(main: Callable[[list[str] | None], None], argv: list[str] | None = N
         sys.exit(141)
     except OSError as exc:  # the machine, not the code: disk full, permission denied, I/O error
         where = f"{exc.filename}: " if exc.filename else ""
-        why = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        why = exc.strerror or first_line(exc)
         print(f"error: {shorten(where + why, ERROR_LINE_CAP)}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

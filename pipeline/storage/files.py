@@ -16,8 +16,8 @@ from pathlib import Path
 from pipeline.core.records import shorten
 from pipeline.storage.errors import PipelineError
 
-_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
-          (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+_KINDS = ((stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
 
 
 def _kind(mode: int) -> str:
@@ -133,8 +133,8 @@ STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_unique_keys, parse_constant
 
 def loads(text: str):
     """json.loads for input from users: duplicate keys, NaN/Infinity and numbers that overflow to
-    infinity (1e999) are errors (JSONValueError,
-    a ValueError), worded by json_problem() like any other parse error."""
+    infinity (1e999) are errors (JSONValueError, a ValueError), worded by json_problem() like any
+    other parse error."""
     return STRICT_DECODER.decode(text)
 
 

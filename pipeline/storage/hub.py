@@ -15,7 +15,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pipeline.core.features import position_limit
-from pipeline.storage.errors import PipelineError
+from pipeline.storage.errors import PipelineError, first_line
 from pipeline.storage.packaged import PACKAGED, verified_copy
 
 
@@ -155,15 +155,10 @@ def pickle_refused(name: str, weights: str) -> PipelineError:
 
 def _pickle_error(name: str, exc: Exception) -> PipelineError:
     why = ("torch's weights-only loader refused it (not a plain tensor checkpoint: damaged, or it holds code)"
-           if isinstance(exc, pickle.UnpicklingError) else _first_line(exc)[:200])
+           if isinstance(exc, pickle.UnpicklingError) else first_line(exc)[:200])
     where = f"directory '{name}'" if Path(name).exists() else f"'{name}'"
     return PipelineError(f"cannot load encoder from {where}: unreadable pickle weights "
                          f"({type(exc).__name__}: {why})")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def load_encoder(name: str, trust_remote_code: bool = False, allow_pickle: bool = False):
@@ -183,11 +178,11 @@ def load_encoder(name: str, trust_remote_code: bool = False, allow_pickle: bool 
     except (pickle.UnpicklingError, EOFError) as exc:
         raise _pickle_error(name, exc) from None
     except SafetensorError as exc:
-        raise _load_error(name, ValueError(f"unreadable safetensors weights ({_first_line(exc)})")) from None
+        raise _load_error(name, ValueError(f"unreadable safetensors weights ({first_line(exc)})")) from None
     except RuntimeError as exc:  # torch's zip reader on a damaged pytorch_model.bin; size mismatches
         if allow_pickle and not _has_safetensors(name):
             raise _pickle_error(name, exc) from None
-        raise _load_error(name, ValueError(_first_line(exc))) from None
+        raise _load_error(name, ValueError(first_line(exc))) from None
     except config_errors() as exc:  # no weights, a damaged config.json, the hub unreachable
         if _NO_SAFETENSORS in str(exc):  # a hub repo with pickle weights only
             raise pickle_refused(name, "pytorch_model.bin") from None

@@ -13,7 +13,7 @@ from pipeline.core.features import content_length, position_limit, position_prob
 from pipeline.core.model import POOLINGS, ModelMeta, MultiTaskModel
 from pipeline.core.records import describe, is_int, shorten
 from pipeline.storage import params
-from pipeline.storage.errors import PipelineError
+from pipeline.storage.errors import PipelineError, first_line
 from pipeline.storage.files import dumps, json_problem, loads, sha256
 from pipeline.storage.hub import config_errors, config_problem, load_tokenizer, quiet_transformers, skeleton
 
@@ -50,11 +50,6 @@ def save(model: MultiTaskModel, tokenizer, out_dir: Path, meta: ModelMeta) -> No
     config = {"format_version": FORMAT_VERSION, "pooling": fields.pop("pooling"), **fields,
               "weights_sha256": sha256(out_dir / WEIGHTS)}
     (out_dir / MODEL_CONFIG).write_text(dumps(config, indent=2) + "\n", encoding="utf-8")
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _is_count(v) -> bool:
@@ -94,7 +89,7 @@ def _read_meta(model_dir: Path, trust_remote_code: bool):
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, duplicate keys, NaN, too deep
         raise PipelineError(f"{where}: unreadable config: {MODEL_CONFIG}: {json_problem(exc)}") from None
     except (UnicodeDecodeError, OSError) as exc:
-        raise PipelineError(f"{where}: unreadable config: {MODEL_CONFIG}: {_first_line(exc)}") from None
+        raise PipelineError(f"{where}: unreadable config: {MODEL_CONFIG}: {first_line(exc)}") from None
     try:
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except config_errors() as exc:
@@ -140,12 +135,12 @@ def _check_structure(model_dir: Path, config, meta: ModelMeta, trust_remote_code
         model = MultiTaskModel(skeleton(config, trust_remote_code), len(meta.topics), len(meta.tags), meta.pooling)
     except (ValueError, TypeError, KeyError, AttributeError, IndexError, RuntimeError) as exc:
         raise PipelineError(f"{where}: config.json describes no model this transformers can build "
-                            f"({type(exc).__name__}: {shorten(_first_line(exc))})") from None
+                            f"({type(exc).__name__}: {shorten(first_line(exc))})") from None
     try:
         with safe_open(str(model_dir / WEIGHTS), "pt") as fh:
             shapes = {k: list(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118 (not a dict)
     except (SafetensorError, OSError, ValueError) as exc:
-        raise PipelineError(f"{where}: corrupted {WEIGHTS}: {_first_line(exc)}") from None
+        raise PipelineError(f"{where}: corrupted {WEIGHTS}: {first_line(exc)}") from None
     wanted = {k: list(v.shape) for k, v in model.state_dict().items()}
     wrong = [k for k in shapes if k in wanted and shapes[k] != wanted[k]]
     if wrong:
@@ -170,7 +165,7 @@ def _load_weights(model_dir: Path, model: MultiTaskModel) -> None:
     try:
         missing, unexpected = load_model(model, str(model_dir / WEIGHTS), strict=False, device="cpu")
     except (SafetensorError, OSError, RuntimeError, ValueError, TypeError) as exc:
-        raise PipelineError(f"model directory '{model_dir}': corrupted {WEIGHTS}: {_first_line(exc)}") from None
+        raise PipelineError(f"model directory '{model_dir}': corrupted {WEIGHTS}: {first_line(exc)}") from None
     if missing or unexpected:
         raise PipelineError(f"model directory '{model_dir}': {WEIGHTS} does not match the config "
                             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)")
@@ -184,7 +179,7 @@ def _load_tokenizer(model_dir: Path, model: MultiTaskModel, meta: ModelMeta, tru
         raise PipelineError(f"model directory '{model_dir}': unreadable tokenizer: {why}") from None
     except Exception as exc:  # noqa: BLE001 - a damaged tokenizer.json fails in many ways (KeyError, Rust errors)
         raise PipelineError(f"model directory '{model_dir}': unreadable tokenizer: "
-                            f"{type(exc).__name__} {_first_line(exc)}") from None
+                            f"{type(exc).__name__} {first_line(exc)}") from None
     sample = tokenizer("hello world", add_special_tokens=False)["input_ids"]
     vocab = model.encoder.get_input_embeddings().num_embeddings
     if not sample or max(sample) >= vocab:
