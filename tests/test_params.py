@@ -65,6 +65,7 @@ def test_every_model_key_is_in_the_repository_params_and_back():
 # ---- unknown keys --------------------------------------------------------------------------------
 
 def test_unknown_key_learning_rate_suggests_both_learning_rates():
+    # not train.lr_layer_decay, an lr_ key that is a factor
     assert error_of(tree_with(**{"train.learning_rate": 1e-3})) == \
         "params.yaml: unknown key 'train.learning_rate'; did you mean 'train.lr_encoder' or 'train.lr_heads'?"
 
@@ -141,6 +142,15 @@ def test_int_is_accepted_where_a_float_is_expected():
     ("encoder.pooling", "Mean", "'encoder.pooling' must be one of mean, last, weighted_mean (got 'Mean')"),
     ("validate.on_error", "skip", "'validate.on_error' must be one of fail, drop (got 'skip')"),
     ("train.device", "gpu", "'train.device' must be one of auto, cpu, cuda (got 'gpu')"),
+    ("train.loss_weighting", "learned", "'train.loss_weighting' must be one of fixed, uncertainty, normalized"),
+    ("train.task_sampling", "uniform", "'train.task_sampling' must be one of natural, temperature, alternating"),
+    ("train.sampling_temperature", 0.5, "'train.sampling_temperature' must be >= 1.0 (got 0.5)"),
+    ("train.ema_decay", 1.0, "'train.ema_decay' must be in [0.0, 1.0) (got 1.0)"),
+    ("train.ema_decay", -0.1, "'train.ema_decay' must be in [0.0, 1.0) (got -0.1)"),
+    ("train.lr_layer_decay", 0, "'train.lr_layer_decay' must be in (0.0, 1.0] (got 0.0)"),
+    ("train.lr_layer_decay", 1.5, "'train.lr_layer_decay' must be in (0.0, 1.0] (got 1.5)"),
+    ("train.lr_layer_decay", float("nan"), "'train.lr_layer_decay' must be in (0.0, 1.0] (got nan)"),
+    ("train.topic_dropout", 1.0, "'train.topic_dropout' must be in [0.0, 1.0) (got 1.0)"),
     ("labels.topics", ["travel", "other", "travel"], "'labels.topics' has duplicates: travel"),
     ("labels.entities", [], "'labels.entities' must be a non-empty list of non-empty strings (got [])"),
     ("labels.entities", ["LOC", ""], "'labels.entities' must be a non-empty list of non-empty strings"),
@@ -154,6 +164,9 @@ def test_ranges_and_choices(key, value, expected):
 def test_boundaries_that_are_allowed():
     check(tree_with(**{"train.batch_size": 1, "train.alpha": 0.0, "train.patience": 0, "data.split.dev": 0.0,
                        "data.split.test": 0.0, "tokenize.stride": 0, "tokenize.max_length": 8}))
+    check(tree_with(**{"train.sampling_temperature": 1.0, "train.ema_decay": 0.0, "train.lr_layer_decay": 1.0,
+                       "train.topic_dropout": 0.0}))
+    check(tree_with(**{"train.sampling_temperature": 50, "train.ema_decay": 0.9999, "train.lr_layer_decay": 0.01}))
 
 
 @pytest.mark.parametrize("dev, test", [(0.5, 0.5), (0.9, 0.3)])

@@ -32,6 +32,7 @@ from pipeline.core import training
 from pipeline.stages import evaluate as evaluate_mod
 from pipeline.stages import train as train_mod
 from pipeline.storage import checkpoints, feature_store
+from pipeline.storage import params as params_mod
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -174,8 +175,8 @@ def test_two_runs_with_the_same_params_are_identical(project, two_epochs):
 def test_resume_continues_from_the_checkpoint_after_a_kill(project, two_epochs, monkeypatch, capsys):
     real_save = checkpoints.save_checkpoint
 
-    def save_then_die(path, model, optimizer, scheduler, state, best_state):
-        real_save(path, model, optimizer, scheduler, state, best_state)
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
         raise KeyboardInterrupt  # what SIGTERM becomes in train: killed right after epoch 1's checkpoint
 
     monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
@@ -202,6 +203,83 @@ def test_resume_with_other_params_starts_afresh(project, two_epochs, tiny_gpt_ne
     train(project, "other", "params_other.yaml")
     assert "written with other params; starting afresh" in capsys.readouterr().out
     assert [h["epoch"] for h in history(project, "other")] == [1]
+
+
+# task balancing, weight averaging, layer-wise lr decay, topic dropout ------------------------------
+
+BALANCED = {"train.loss_weighting": "uncertainty", "train.task_sampling": "temperature", "train.ema_decay": 0.9,
+            "train.lr_layer_decay": 0.8, "train.topic_dropout": 0.2}
+
+
+@pytest.fixture(scope="module")
+def balanced(project, tiny_gpt_neo) -> Path:
+    """A 2-epoch run with every new option on (the toy rows are all labelled for both tasks)."""
+    write_toy_params(project / "params_bal.yaml", tiny_gpt_neo, **BALANCED)
+    return train(project, "bal", "params_bal.yaml")
+
+
+def test_learned_loss_weights_are_logged_and_the_model_directory_is_unchanged(project, balanced, two_epochs):
+    hist = history(project, "bal")
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(h["weight_topic"] != 1.0 and h["weight_ner"] != 1.0 for h in hist)   # learned away from s = 0
+    assert hist[0]["weight_topic"] != hist[1]["weight_topic"]
+    report = json.loads((project / "reports" / "train_bal.json").read_text())
+    assert (report["weight_topic"], report["weight_ner"]) == (hist[-1]["weight_topic"], hist[-1]["weight_ner"])
+    live = (project / "live_bal" / "plots" / "metrics" / "train" / "weight_topic.tsv").read_text().splitlines()
+    assert len(live) == 3 and float(live[-1].split("\t")[-1]) == hist[-1]["weight_topic"]
+    assert "weight_topic" not in history(project, "det_a")[0]                         # fixed: not logged
+    assert weights(balanced).keys() == weights(two_epochs).keys()                      # training state stays out
+    assert sorted(p.name for p in balanced.iterdir()) == sorted(p.name for p in two_epochs.iterdir())
+
+
+def test_the_kept_and_saved_weights_are_the_weight_average(project, tiny_gpt_neo):
+    from safetensors.torch import load_file
+
+    write_toy_params(project / "params_ema.yaml", tiny_gpt_neo, **{"train.epochs": 1, "train.ema_decay": 0.5})
+    saved = weights(train(project, "ema", "params_ema.yaml"))
+    extra, raw = (load_file(str(project / "ckpt_ema" / name)) for name in ("extra.safetensors", "model.safetensors"))
+    assert int(extra["ema.n_averaged"]) == 5                                          # 40 rows / batch 8: 5 steps
+    assert all(torch.equal(saved[k], extra[f"ema.module.{k}"]) for k in saved)        # epoch 1 is the kept one
+    assert any(not torch.equal(saved[k], raw[k]) for k in saved)                      # not the last step's weights
+    result, _, _ = score(project / "ema", project, "dev")
+    assert result["topic"]["macro_f1"] == history(project, "ema")[0]["dev_topic_macro_f1"]  # dev scored on them
+
+
+def test_resume_restores_the_loss_weights_and_the_weight_average(project, balanced, tiny_gpt_neo, monkeypatch):
+    real_save = checkpoints.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoints, "save_checkpoint", save_then_die)
+    assert run_stage(train_mod, project, *train_args("bal_resumed", "params_bal.yaml")) == 130
+    monkeypatch.setattr(checkpoints, "save_checkpoint", real_save)
+    write_toy_params(project / "params_bal_resume.yaml", tiny_gpt_neo, **BALANCED, **{"train.resume": True})
+    train(project, "bal_resumed", "params_bal_resume.yaml")
+    assert history(project, "bal_resumed") == history(project, "bal")    # the weights' path included
+    a, b = weights(balanced), weights(project / "bal_resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_old_checkpoint_resumes_with_the_new_options_off(project, two_epochs):
+    train_params = {**params_mod.load(project / "params.yaml").train.model_dump()}
+    old = {k: v for k, v in train_params.items() if k not in checkpoints.ADDED_OFF}
+    assert checkpoints.fingerprint(train_params, {}, {}) == checkpoints.fingerprint(old, {}, {})
+    assert checkpoints.fingerprint({**train_params, "ema_decay": 0.5}, {}, {}) != checkpoints.fingerprint(old, {}, {})
+
+
+def test_normalized_weighting_and_alternating_batches_on_partial_labels(tmp_path, tiny_gpt_neo):
+    records = ([toy_record(i, "train", ner=False) for i in range(8)]
+               + [toy_record(100 + i, "train", topic=False) for i in range(4)]
+               + [toy_record(1000 + i, "dev") for i in range(4)])
+    root = write_project(tmp_path, tiny_gpt_neo, records, **{
+        "train.batch_size": 2, "train.loss_weighting": "normalized", "train.task_sampling": "alternating"})
+    prepare(root)
+    train(root)
+    for h in history(root):
+        assert 0 < h["weight_topic"] < 10 and 0 < h["weight_ner"] < 10, h     # 1 / a running cross-entropy
+        assert h["loss"] == h["loss"] and h["dev_ner_f1"] is not None
 
 
 # DDP ----------------------------------------------------------------------------------------------
@@ -237,6 +315,21 @@ def test_torchrun_two_processes_on_cpu_matches_one_process(project, fit_run):
     reference, _, _ = score(fit_run, project, "dev")
     assert abs(result["topic"]["accuracy"] - reference["topic"]["accuracy"]) <= DDP_TOLERANCE + 1e-9
     assert abs(result["ner"]["f1"] - reference["ner"]["f1"]) <= DDP_TOLERANCE + 1e-9
+
+
+def test_torchrun_two_processes_with_learned_loss_weights_and_a_weight_average(project, balanced):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "pipeline", "train",
+                           *train_args("ddp_bal", "params_bal.yaml")],
+                          cwd=project, env=subprocess_env(), check=False, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one, two = history(project, "bal"), history(project, "ddp_bal")
+    # The s gradients averaged over the ranks keep rank 0's weights on the 1-process path: measured
+    # 2e-4 apart after 2 epochs (dropout and per-rank means differ), 1.3e-3 for the topic weight when
+    # rank 0 steps on its own half-batch gradient alone (sync_grads left out).
+    for key in ("weight_topic", "weight_ner"):
+        assert abs(one[-1][key] - two[-1][key]) <= 5e-4, (key, one[-1][key], two[-1][key])
+    assert weights(project / "ddp_bal").keys() == weights(balanced).keys()
 
 
 # evaluate -----------------------------------------------------------------------------------------

@@ -57,14 +57,16 @@ def masked_ce(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float
 
 
 class MultiTaskModel(nn.Module):
-    def __init__(self, encoder: nn.Module, n_topics: int, n_tags: int, pooling: str = "mean"):
+    def __init__(self, encoder: nn.Module, n_topics: int, n_tags: int, pooling: str = "mean",
+                 topic_dropout: float = 0.1):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r} (one of {', '.join(POOLINGS)})")
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.pooling = pooling
-        self.topic_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(hidden, n_topics))
+        # topic_dropout (train.topic_dropout) is training-time only: no weight, the saved model is the same
+        self.topic_head = nn.Sequential(nn.Dropout(topic_dropout), nn.Linear(hidden, n_topics))
         self.ner_head = nn.Sequential(nn.Dropout(0.1), nn.Linear(hidden, n_tags))
 
     def forward(self, input_ids, attention_mask, topic_labels=None, ner_labels=None,

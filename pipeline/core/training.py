@@ -1,6 +1,8 @@
 """The training loop's pieces, pure torch (no files, no params file, no CLI): seeding, length-grouped
-batches and their sharding over processes, freezing, the optimizer, one step, one epoch, early
-stopping. pipeline/stages/train.py puts them together; benchmarks/train.py times the same epoch.
+batches and their sharding over processes, freezing, the optimizer (with optional layer-wise lr
+decay), the weight average (EMA), one step, one epoch, early stopping. Task balancing (loss
+weighting, task-balanced batches) is pipeline/core/balancing.py. pipeline/stages/train.py puts
+them together; benchmarks/train.py times the same epoch.
 
 `tp` below is the train section of the params (pipeline.storage.params.TrainParams): anything
 with the attributes a function reads.
@@ -16,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from pipeline.core.device import autocast
 from pipeline.core.inference import collate
@@ -121,29 +124,73 @@ def freeze_unused(model: MultiTaskModel, rows: list[dict], pad_id: int, device: 
     return unused
 
 
+def encoder_lrs(model: MultiTaskModel, lr: float, decay: float) -> dict[int, float]:
+    """Layer-wise lr decay: id(parameter) -> lr for every encoder parameter. Block k of L (from the
+    bottom, encoder_layers) gets lr * decay^(L-k); what comes before the first block (embeddings)
+    lr * decay^L; what comes after the last (a final norm) lr. Raises ValueError for an encoder
+    whose blocks encoder_layers cannot find."""
+    layers = encoder_layers(model.encoder)
+    block = {id(p): k for k, layer in enumerate(layers, 1) for p in layer.parameters()}
+    out, depth = {}, 0  # depth 0: below the first block; L: the top block and what follows it
+    for param in model.encoder.parameters():  # in module order: embeddings, blocks, final norm
+        depth = block.get(id(param), depth)
+        out[id(param)] = lr * decay ** (len(layers) - depth)
+    return out
+
+
 def param_groups(model: MultiTaskModel, tp) -> list[dict]:
-    """Separate learning rates for encoder and heads; no weight decay on biases and norms."""
+    """Separate learning rates for encoder and heads (the encoder's per block with train.
+    lr_layer_decay < 1); no weight decay on biases and norms."""
     no_decay = {id(p) for m in model.modules() if isinstance(m, (torch.nn.LayerNorm, torch.nn.Embedding))
                 for p in m.parameters()}
     no_decay |= {id(p) for n, p in model.named_parameters() if n.endswith("bias") or "norm" in n.lower()}
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    encoder = [p for n, p in trainable if n.startswith("encoder.")]
+    heads = [p for n, p in trainable if not n.startswith("encoder.")]
+    parts = [(encoder, tp.lr_encoder), (heads, tp.lr_heads)]
+    if tp.lr_layer_decay != 1.0:  # one part per distinct lr, bottom first (1.0: the two parts above, as ever)
+        lrs = encoder_lrs(model, tp.lr_encoder, tp.lr_layer_decay)
+        levels = sorted({lrs[id(p)] for p in encoder})
+        parts = [([p for p in encoder if lrs[id(p)] == lr], lr) for lr in levels] + [(heads, tp.lr_heads)]
     groups = []
-    for part, lr in (("encoder", tp.lr_encoder), ("heads", tp.lr_heads)):
-        named = [(n, p) for n, p in model.named_parameters()
-                 if p.requires_grad and (n.startswith("encoder.") == (part == "encoder"))]
+    for params_of_part, lr in parts:
         for decay in (True, False):
-            params = [p for _, p in named if (id(p) not in no_decay) == decay]
+            params = [p for p in params_of_part if (id(p) not in no_decay) == decay]
             if params:
                 groups.append({"params": params, "lr": lr, "weight_decay": tp.weight_decay if decay else 0.0})
     return groups
 
 
-def make_optimizer(model: MultiTaskModel, tp, total_steps: int):
+def make_optimizer(model: MultiTaskModel, tp, total_steps: int, extra: list | None = None):
     """AdamW over param_groups with linear warm-up then decay. The fused kernel (CPU and CUDA)
-    updates all parameters in one pass: the same maths, measurably faster (benchmarks/SPEED.md)."""
+    updates all parameters in one pass: the same maths, measurably faster (benchmarks/SPEED.md).
+    `extra`: training-only parameters (a LossWeighting's), one last group at lr_heads without
+    weight decay (none: the groups are exactly param_groups)."""
     from transformers import get_linear_schedule_with_warmup
 
-    optimizer = torch.optim.AdamW(param_groups(model, tp), fused=True)
+    groups = param_groups(model, tp)
+    if extra:
+        groups.append({"params": list(extra), "lr": tp.lr_heads, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, fused=True)
     return optimizer, get_linear_schedule_with_warmup(optimizer, int(tp.warmup_ratio * total_steps), total_steps)
+
+
+class WeightAverage(AveragedModel):
+    """An exponential moving average of a model's weights (train.ema_decay): torch's AveragedModel
+    with its EMA update, which averages the parameters (frozen ones stay exactly equal: a lerp
+    between equal values) and starts at the weights after the first update. Buffers are copied,
+    not averaged (use_buffers=True would push integer buffers such as BERT's position_ids through
+    float arithmetic). `.module` is a MultiTaskModel with the model's state_dict keys: what dev is
+    scored and the best weights are kept on."""
+
+    def __init__(self, model: MultiTaskModel, decay: float):
+        super().__init__(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+    def update_parameters(self, model) -> None:
+        super().update_parameters(model)
+        with torch.no_grad():
+            for mine, theirs in zip(self.module.buffers(), model.buffers()):
+                mine.copy_(theirs)
 
 
 def steps_per_epoch(n_rows: int, tp) -> int:
@@ -159,18 +206,26 @@ class Losses(NamedTuple):
 
 
 def train_step(train_model, batch: dict, weight: float, tp, optimizer, scheduler, boundary: bool,
-               sync, device: torch.device) -> Losses:
+               sync, device: torch.device, weighting=None, ema=None) -> Losses:
     """One micro-batch: forward, weighted backward (weight: this rank's share of the global batch);
-    on an accumulation boundary, clip and step."""
+    on an accumulation boundary, clip and step, then update `ema` (a WeightAverage) if any.
+    `weighting` (a balancing.LossWeighting) combines the task losses instead of the model's fixed
+    alpha/beta sum; the reported `loss` is that fixed sum in every mode, so runs compare."""
     with sync, autocast(device):
         out = train_model(**batch, alpha=tp.alpha, beta=tp.beta, topic_smoothing=tp.label_smoothing)
-        (out["loss"] * weight / tp.grad_accum).backward()
+        loss = out["loss"] if weighting is None else weighting(
+            out["loss_topic"], out["loss_ner"], batch["topic_labels"], batch["ner_labels"], weight > 0)
+        (loss * weight / tp.grad_accum).backward()
     if boundary:
+        if weighting is not None:
+            weighting.sync_grads()
         if tp.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(train_model.parameters(), tp.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update_parameters(getattr(train_model, "module", train_model))  # the model inside DDP
     return Losses(*(out[key].item() for key in Losses._fields))
 
 
@@ -228,15 +283,18 @@ class EpochStats:
 
 
 def run_epoch(train_model, rows: list[dict], batches: list[tuple[list[int], float]], tp, optimizer, scheduler,
-              device: torch.device, pad_id: int, world: int = 1, progress=None) -> EpochStats:
+              device: torch.device, pad_id: int, world: int = 1, progress=None, weighting=None,
+              ema=None) -> EpochStats:
     """Train on `batches` (this rank's shard: row indices into `rows` and loss weights) once.
-    `progress`, if given, is a tqdm-like bar updated per step. Raises LossNotFinite."""
+    `progress`, if given, is a tqdm-like bar updated per step; weighting and ema: see train_step.
+    Raises LossNotFinite."""
     sums = EpochSums()
     for step, (idx, weight) in enumerate(batches):
         batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx], pad_id).items()}
         boundary = (step + 1) % tp.grad_accum == 0 or step + 1 == len(batches)
         sync = train_model.no_sync() if world > 1 and not boundary else nullcontext()
-        losses = train_step(train_model, batch, weight, tp, optimizer, scheduler, boundary, sync, device)
+        losses = train_step(train_model, batch, weight, tp, optimizer, scheduler, boundary, sync, device,
+                            weighting, ema)
         if not all(math.isfinite(v) for v in losses):
             raise LossNotFinite(losses, step + 1)
         if weight:

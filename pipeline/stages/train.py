@@ -4,6 +4,15 @@ Loss = alpha * CE(topic) + beta * CE(NER), each averaged over its labelled items
 annotated for one task contribute nothing to the other). AdamW with separate learning rates for
 encoder and heads, linear warm-up then decay, clipping, accumulation, optional freezing, length-
 grouped dynamic batches, early stopping on a dev score with the best weights kept.
+
+Task balancing and regularisation, all off by default (the defaults train exactly as without them):
+train.loss_weighting (uncertainty: learned per-task weights, Kendall et al. 2018; normalized: each
+loss over its running mean; pipeline.core.balancing), train.task_sampling (temperature /
+alternating: each batch from one task group), train.ema_decay (dev scoring, the kept and the
+saved weights are an exponential moving average), train.lr_layer_decay (lower blocks train
+slower), train.topic_dropout. The learned loss weights and the weight average are training
+state, in the checkpoint, never in the model directory; the effective loss weights are logged
+per epoch (train/weight_topic, train/weight_ner).
 Writes models/multitask/ (self-contained: configs, safetensors weights, tokenizer), per-epoch
 curves through DVCLive, metrics/train.json and plots/train_curves.png (--speed: timings).
 
@@ -25,7 +34,7 @@ from pathlib import Path
 import torch
 
 from pipeline.cli import run_cli, stage_parser
-from pipeline.core import training
+from pipeline.core import balancing, training
 from pipeline.core.device import pick_device
 from pipeline.core.features import position_limit, position_problem
 from pipeline.core.headline import train_headline
@@ -92,7 +101,8 @@ def build_model(args, p, data: TrainingData, device: torch.device, dist: trainin
     if problem:  # features made for another encoder config: an IndexError in the embedding mid-run otherwise
         raise PipelineError(f"{Path(args.features) / feature_store.META}: max_length {problem}; set "
                             f"tokenize.max_length <= {limit} and re-run featurize (`dvc repro`)")
-    model = MultiTaskModel(encoder, len(data.meta.topics), len(data.meta.tags), p.encoder.pooling).to(device)
+    model = MultiTaskModel(encoder, len(data.meta.topics), len(data.meta.tags), p.encoder.pooling,
+                           tp.topic_dropout).to(device)
     try:
         training.apply_freeze(model, tp.freeze, tp.unfreeze_top_layers)
     except ValueError as exc:
@@ -111,6 +121,38 @@ def build_model(args, p, data: TrainingData, device: torch.device, dist: trainin
 
 
 @dataclass
+class Extras:
+    """Training state besides the model and optimizer (None: off): the learned or running loss
+    weights (train.loss_weighting) and the weight average (train.ema_decay; rank 0 only, the one
+    that scores dev). Checkpointed under these names."""
+    weighting: balancing.LossWeighting | None
+    ema: training.WeightAverage | None
+
+    def modules(self) -> dict:
+        return {name: m for name, m in (("weighting", self.weighting), ("ema", self.ema)) if m is not None}
+
+    def scored(self, model):
+        """The weights dev is scored on and kept from: the average if there is one."""
+        return model if self.ema is None else self.ema.module
+
+
+def make_extras(tp, model, device: torch.device, dist: training.Distributed) -> Extras:
+    weighting = None
+    if tp.loss_weighting != "fixed":  # fixed: the model's own alpha/beta loss, nothing more
+        weighting = balancing.LossWeighting(tp.loss_weighting, tp.alpha, tp.beta, world=dist.world).to(device)
+    ema = training.WeightAverage(model, tp.ema_decay) if tp.ema_decay and dist.main else None
+    return Extras(weighting, ema)
+
+
+def make_optimizer(model, tp, n_rows: int, extras: Extras):
+    extra = list(extras.weighting.parameters()) if extras.weighting is not None else None
+    try:
+        return training.make_optimizer(model, tp, training.steps_per_epoch(n_rows, tp) * tp.epochs, extra)
+    except ValueError as exc:  # lr_layer_decay on an encoder whose blocks are not found
+        raise PipelineError(f"train.lr_layer_decay: {exc}") from None
+
+
+@dataclass
 class RunState:
     """What a checkpoint carries besides tensors: early stopping, per-epoch history, fingerprint."""
     stopping: training.EarlyStopping
@@ -124,7 +166,7 @@ class RunState:
                 "bad_epochs": s.bad_epochs, "history": self.history, "fingerprint": self.fingerprint}
 
 
-def start_or_resume(args, p, data: TrainingData, model, optimizer, scheduler, dist) -> RunState:
+def start_or_resume(args, p, data: TrainingData, model, optimizer, scheduler, dist, extras: Extras) -> RunState:
     tp = p.train
     run = RunState(training.EarlyStopping(tp.patience), [],
                    checkpoints.fingerprint(tp.model_dump(), p.encoder.model_dump(), dataclasses.asdict(data.features)),
@@ -136,7 +178,7 @@ def start_or_resume(args, p, data: TrainingData, model, optimizer, scheduler, di
         if dist.main:
             print(f"train: {ckpt} was written with other params; starting afresh")
         return run
-    state, best = checkpoints.load_checkpoint(ckpt, model, optimizer, scheduler)
+    state, best = checkpoints.load_checkpoint(ckpt, model, optimizer, scheduler, extras.modules())
     stopping = training.EarlyStopping(tp.patience, state["best_score"], state["best_epoch"], state["bad_epochs"],
                                       state["epoch"])
     if dist.main:
@@ -152,6 +194,8 @@ def score_dev(model, data: TrainingData, tp, device) -> dict:
     dev, _ = score_split(model, data.dev_rows, data.dev_records, data.meta, batch_size, pad_id, device)
     out = {}
     if tp.select_metric == "loss":
+        # the fixed alpha/beta objective in every train.loss_weighting: learned or running weights would
+        # make epochs incomparable (and uncertainty's +s terms can go negative)
         out["dev_loss"] = training.dev_loss(model, data.dev_rows, pad_id, batch_size, device, tp.alpha, tp.beta)
         score = None if out["dev_loss"] is None else -out["dev_loss"]
     else:  # per_task: the encoder and NER head follow NER (the topic head is re-fit at the end)
@@ -162,22 +206,24 @@ def score_dev(model, data: TrainingData, tp, device) -> dict:
 
 
 def end_of_epoch(args, run: RunState, stats: training.EpochStats, model, optimizer, scheduler, data, tp, device,
-                 live) -> None:
+                 live, extras: Extras) -> None:
     """Rank 0, after each epoch: score dev, keep the best weights, log, checkpoint."""
+    weights = extras.weighting.weights() if extras.weighting is not None else None
     record = {"epoch": run.stopping.epoch + 1, "loss": stats.loss, "loss_topic": stats.loss_topic,
-              "loss_ner": stats.loss_ner, "padded_fraction": stats.padded_fraction,
-              **score_dev(model, data, tp, device)}
+              "loss_ner": stats.loss_ner, **({"weight_topic": weights[0], "weight_ner": weights[1]} if weights else {}),
+              "padded_fraction": stats.padded_fraction, **score_dev(extras.scored(model), data, tp, device)}
     run.history.append(record)
     if run.stopping.update(record["dev_score"]):
-        run.best_weights = {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}
+        run.best_weights = {k: v.detach().clone().cpu() for k, v in extras.scored(model).state_dict().items()}
     for key, value in record.items():
         if key != "epoch" and value is not None:
             live.log_metric(key.replace("dev_", "dev/") if key.startswith("dev_") else f"train/{key}", value)
     live.next_step()
     checkpoints.save_checkpoint(Path(args.checkpoint_dir), model, optimizer, scheduler, run.to_json(),
-                                run.best_weights)
+                                run.best_weights, extras.modules())
     print(f"epoch {record['epoch']}: loss {record['loss']:.4f} (topic {record['loss_topic']:.4f}, "
           f"ner {record['loss_ner']:.4f}), dev score {record['dev_score']}, "
+          + (f"loss weights {weights[0]:.3g}/{weights[1]:.3g}, " if weights else "") +
           f"padded {record['padded_fraction']:.1%}")
     if run.stopping.should_stop:
         print(f"train: early stop, no dev improvement for {tp.patience} epoch(s)")
@@ -216,6 +262,7 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
     summary = {"epochs_run": run.stopping.epoch, "best_epoch": run.stopping.best_epoch,
                "best_dev_score": run.stopping.best_score, "final_loss": last["loss"],
                "padded_fraction": last["padded_fraction"], "world_size": world}
+    summary |= {k: last[k] for k in ("weight_topic", "weight_ner") if k in last}  # the last epoch's loss weights
     if refit is not None:
         summary["topic_refit"] = {"dev_topic_macro_f1": refit.dev_scores, "best_epoch": refit.best_epoch,
                                   "gain": refit.gain}
@@ -244,35 +291,34 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     data = load_data(args, p)
     tokenizer, model, train_model = build_model(args, p, data, device, dist)
-    optimizer, scheduler = training.make_optimizer(
-        model, tp, training.steps_per_epoch(len(data.train_rows), tp) * tp.epochs)
-    run = start_or_resume(args, p, data, model, optimizer, scheduler, dist)
+    extras = make_extras(tp, model, device, dist)
+    optimizer, scheduler = make_optimizer(model, tp, len(data.train_rows), extras)
+    run = start_or_resume(args, p, data, model, optimizer, scheduler, dist, extras)
     live = None
     if dist.main:
         from dvclive import Live
 
         live = Live(args.live_dir, resume=run.stopping.epoch > 0, save_dvc_exp=False, dvcyaml=None)
         live.log_params({f"train.{k}": v for k, v in tp.model_dump().items()} | {"encoder.pooling": p.encoder.pooling})
-    lengths = [len(r["input_ids"]) for r in data.train_rows]
+    lengths, groups = [len(r["input_ids"]) for r in data.train_rows], balancing.task_groups(data.train_rows)
     t0, tokens, stop = time.time(), 0, run.stopping.should_stop
     for epoch in range(run.stopping.epoch, tp.epochs):
         if stop:
             break
-        batches = training.shard(training.length_grouped_batches(lengths, tp.batch_size, tp.seed + epoch,
-                                                                 tp.group_by_length), dist.rank, dist.world)
+        batches = training.shard(balancing.epoch_batches(lengths, groups, tp, epoch), dist.rank, dist.world)
         train_model.train()
         if tp.freeze == "encoder":
             model.encoder.eval()  # no dropout in a frozen encoder: its features stay fixed
         with progress.bar(len(batches), f"epoch {epoch + 1}/{tp.epochs}", " step", disable=not dist.main) as bar:
             try:
                 stats = training.run_epoch(train_model, data.train_rows, batches, tp, optimizer, scheduler, device,
-                                           data.features.pad_token_id, dist.world, bar)
+                                           data.features.pad_token_id, dist.world, bar, extras.weighting, extras.ema)
             except training.LossNotFinite as exc:
                 raise PipelineError(f"train: the {exc} of epoch {epoch + 1}; lower train.lr_encoder / "
                                     f"train.lr_heads") from None
         tokens += stats.tokens
         if dist.main:
-            end_of_epoch(args, run, stats, model, optimizer, scheduler, data, tp, device, live)
+            end_of_epoch(args, run, stats, model, optimizer, scheduler, data, tp, device, live, extras)
             stop = run.stopping.should_stop
         if dist.world > 1:
             flag = [stop]

@@ -139,10 +139,23 @@ class TrainParams(_Section):
     select: Literal["joint", "per_task"]
     topic_refit_epochs: int = Field(ge=0)
     label_smoothing: float = Field(ge=0.0, lt=1.0)
+    loss_weighting: Literal["fixed", "uncertainty", "normalized"]
+    task_sampling: Literal["natural", "temperature", "alternating"]
+    sampling_temperature: float = Field(ge=1.0)
+    ema_decay: float = Field(ge=0.0, lt=1.0)
+    lr_layer_decay: float
+    topic_dropout: float = Field(ge=0.0, lt=1.0)
     patience: int = Field(ge=0)
     group_by_length: bool
     device: Literal["auto", "cpu", "cuda"]
     resume: bool
+
+    @model_validator(mode="after")
+    def _a_decay_factor(self):
+        # an open lower bound, which the Field bounds' messages do not word (NaN fails it too)
+        if not 0.0 < self.lr_layer_decay <= 1.0:
+            raise _cross(f"'train.lr_layer_decay' must be in (0.0, 1.0] (got {shorten(str(self.lr_layer_decay), 20)})", 0)
+        return self
 
     @model_validator(mode="after")
     def _something_to_train(self):
@@ -232,6 +245,9 @@ def with_overrides(tree: dict, overrides: dict) -> dict:
     return out
 
 
+_LEARNING_RATES = ("lr_encoder", "lr_heads")  # train.lr_layer_decay is a factor, not a rate
+
+
 def _suggest(key: str) -> str:
     section, _, leaf = key.rpartition(".")
     if not section:  # an unknown top-level section
@@ -242,8 +258,8 @@ def _suggest(key: str) -> str:
     pool = same_section or list(LEAF_KEYS)
     leaves = {k.rpartition(".")[2]: k for k in pool}
     close = difflib.get_close_matches(leaf, leaves, n=1, cutoff=0.4)
-    if close and close[0].startswith("lr_"):  # both learning rates are candidates
-        close = [name for name in leaves if name.startswith("lr_")]
+    if close and close[0] in _LEARNING_RATES:  # both learning rates are candidates
+        close = [name for name in leaves if name in _LEARNING_RATES]
     if not close:
         close_keys = difflib.get_close_matches(key, LEAF_KEYS, n=1, cutoff=0.5)
         return f"; did you mean '{close_keys[0]}'?" if close_keys else ""
