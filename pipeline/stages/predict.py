@@ -9,6 +9,10 @@ with "sentence"; a directory: every .txt/.jsonl in it, any case, others and dot-
 a warning; -: stdin as text lines). Without either, params predict.input. Text must be UTF-8. Output JSONL (one record per input: sentence, task_A, task_B spans with
 text/type/start/end and a score, topic_scores), or --format pretty. The JSONL passes the
 validate stage as is, so corrected predictions can become training data.
+
+--runtime onnx | onnx-int8 (params predict.runtime) runs the graph `python -m pipeline export onnx`
+wrote instead of PyTorch, on the CPU: only the forward pass changes. --threads (predict.threads):
+CPU threads, 0 for one per core.
 """
 from __future__ import annotations
 
@@ -19,9 +23,9 @@ import sys
 from contextlib import ExitStack
 
 from pipeline.cli import run_cli, stage_parser
-from pipeline.core.device import pick_device
+from pipeline.core.device import pick_device, set_threads
 from pipeline.core.inference import Predictor
-from pipeline.storage import model_dir, progress
+from pipeline.storage import model_dir, onnx_graph, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import atomic_path, distinct_from_inputs, output_target
@@ -39,13 +43,25 @@ def pretty(rec: dict) -> str:
 
 
 def load_predictor(model_path: str, batch_size: int = 32, device: str | None = None,
-                   trust_remote_code: bool = False) -> Predictor:
-    """A Predictor for a trained model directory, on `device` (default: CUDA when present)."""
+                   trust_remote_code: bool = False, runtime: str = "torch", onnx_dir: str | None = None,
+                   threads: int = 0) -> Predictor:
+    """A Predictor for a trained model directory. runtime torch: on `device` (default: CUDA when
+    present); onnx / onnx-int8: the model's exported graph (onnx_dir, default beside the model
+    directory) on CPU, with the same featurization, windows, merging and decoding."""
+    set_threads(threads)
+    if runtime != "torch":
+        if device not in (None, "cpu"):
+            raise PipelineError(f"--runtime {runtime} runs on the CPU; leave out --device {device}")
+        onnx_graph.require("onnxruntime", why=f"--runtime {runtime}")
+        device = "cpu"
     try:
         torch_device = pick_device(device)
     except ValueError as exc:
         raise PipelineError(f"--device {exc}") from None
     model, tokenizer, meta = model_dir.load(model_path, str(torch_device), trust_remote_code)
+    if runtime != "torch":
+        model = onnx_graph.load(onnx_dir or onnx_graph.default_dir(model_path), runtime,
+                                model_dir.weights_checksum(model_path), threads, model_path)
     return Predictor(model, tokenizer, meta, batch_size, torch_device)
 
 
@@ -60,7 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                    "inputs; a symlink is written through), or - for stdout "
                                                    "(default: %(default)s)"))
     ap.add_argument("--format", choices=("jsonl", "pretty"), default="jsonl", help="output format (default: %(default)s)")
-    ap.add_argument("--device", help="cpu or cuda (default: cuda if available)")
+    ap.add_argument("--device", help="cpu or cuda (default: cuda if available; the onnx runtimes: cpu)")
+    ap.add_argument("--runtime", choices=onnx_graph.RUNTIMES,
+                    help="torch, or an exported graph: onnx (fp32), onnx-int8 (default: params predict.runtime)")
+    ap.add_argument("--onnx-dir", help="exported graphs (default: the model directory's name + '-onnx', beside it)")
+    ap.add_argument("--threads", type=int, help="CPU threads, 0: one per core (default: params predict.threads)")
     return ap.parse_args(argv)
 
 
@@ -97,7 +117,11 @@ def main(argv: list[str] | None = None) -> None:
     inputs = capped(items, pp.max_chars, pp.max_records)
     if args.sentences:  # in memory already: checked before the model loads
         inputs = iter(list(inputs))
-    predictor = load_predictor(args.model, pp.batch_size, args.device, p.encoder.trust_remote_code)
+    threads = pp.threads if args.threads is None else args.threads
+    if threads < 0:
+        raise PipelineError(f"--threads {threads}: must be 0 (one per core) or more")
+    predictor = load_predictor(args.model, pp.batch_size, args.device, p.encoder.trust_remote_code,
+                               args.runtime or pp.runtime, args.onnx_dir, threads)
     render = pretty if args.format == "pretty" else (lambda r: json.dumps(r, ensure_ascii=False) + "\n")
     try:
         n = write_predictions(predictor, inputs, args.output, render, total)

@@ -77,6 +77,13 @@ def check_compatible(meta: FeatureMeta, features_dir, against: str, remedy: str,
             raise PipelineError(f"{features_dir}/{META}: {key} {got!r} differs from {against} ({want!r}); {remedy}")
 
 
+def check_for_model(meta, features_dir, model_path) -> None:
+    """The features must be what the model (its ModelMeta) was trained on: same labels, tokenizer, layout."""
+    check_compatible(read_meta(features_dir), features_dir, f"model '{model_path}'",
+                     "re-run featurize and train (`dvc repro`)", topics=meta.topics, tags=meta.tags,
+                     encoder=meta.encoder_name, label_subwords=meta.label_subwords, n_prefix=meta.n_prefix)
+
+
 def load_features(path: str | Path) -> list[dict]:
     """A featurized split as a list of rows (one per window)."""
     return pq.read_table(path).to_pylist()

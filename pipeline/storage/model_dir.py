@@ -199,6 +199,12 @@ def _load_tokenizer(model_dir: Path, model: MultiTaskModel, meta: ModelMeta, tru
     return tokenizer
 
 
+def weights_checksum(model_dir: str | Path) -> str:
+    """The weights' sha256 as multitask.json records it (what an ONNX export is tied to); call
+    after load(), which has checked it against the weights file."""
+    return loads((Path(model_dir) / MODEL_CONFIG).read_text(encoding="utf-8"))["weights_sha256"]
+
+
 def load(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False) -> LoadedModel:
     """(model, tokenizer, meta) from a directory written by save(); clear errors for bad dirs."""
     from transformers import AutoModel

@@ -164,8 +164,13 @@ class TrainParams(_Section):
         return self
 
 
+Runtime = Literal["torch", "onnx", "onnx-int8"]  # pipeline.storage.onnx_graph.RUNTIMES
+
+
 class EvaluateParams(_Section):
     batch_size: int = Field(ge=1)
+    runtimes: list[Literal["onnx", "onnx-int8"]]  # scored on test besides torch (metrics/runtimes.json)
+    threads: int = Field(ge=0, le=1024)            # 0: the libraries' default (one per core)
 
 
 class PredictParams(_Section):
@@ -173,6 +178,8 @@ class PredictParams(_Section):
     batch_size: int = Field(ge=1)
     max_chars: int = Field(ge=1)
     max_records: int = Field(ge=1)
+    runtime: Runtime
+    threads: int = Field(ge=0, le=1024)
 
 
 class Params(_Section):
