@@ -92,14 +92,11 @@ def bio_spans(sentence: str, offsets, word_ids, tag_ids, tags: list[str]) -> lis
 def export_graphs(model_path: Path, out: Path, rows: list[dict], pad_id: int) -> Path:
     """fp32 and int8 graphs of a model directory, as `export onnx` writes them (its self-check is
     the agreement reported below)."""
-    from pipeline.core.inference import collate
     from pipeline.storage import model_dir, onnx_graph
 
     model, _, _ = model_dir.load(model_path)
-    by_length = sorted(rows, key=lambda r: len(r["input_ids"]))
     out.mkdir(parents=True, exist_ok=True)
-    onnx_graph.export_fp32(model, collate([by_length[-1], by_length[0]], pad_id, with_labels=False),
-                           out / onnx_graph.GRAPHS["onnx"])
+    onnx_graph.export_fp32(model, onnx_graph.trace_sample(rows, pad_id), out / onnx_graph.GRAPHS["onnx"])
     onnx_graph.quantize_int8(out / onnx_graph.GRAPHS["onnx"], out / onnx_graph.GRAPHS["onnx-int8"])
     onnx_graph.write_manifest(out, model_dir.weights_checksum(model_path), {"onnx": {}, "onnx-int8": {}})
     return out

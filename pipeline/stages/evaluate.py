@@ -70,10 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def exported_runtimes(args, p) -> list[str]:
+def exported_runtimes(args, p, onnx_dir: Path) -> list[str]:
     """The runtimes of evaluate.runtimes whose graphs were exported (a graph not exported is left
     out with a note; one that is there but tampered with or stale is an error when loaded)."""
-    onnx_dir = Path(args.onnx_dir) if args.onnx_dir else onnx_graph.default_dir(args.model_dir)
     if not p.evaluate.runtimes:
         return []
     found = onnx_graph.exported(onnx_dir, args.model_dir)
@@ -87,19 +86,21 @@ def exported_runtimes(args, p) -> list[str]:
 def score_runtimes(args, p, meta: ModelMeta, pad_id: int, test_scored: bool) -> dict:
     """Test scores of each exported runtime in evaluate.runtimes, in the headline layout (torch's
     are in metrics/eval.json): the accuracy cost of an int8 graph, next to the model's own."""
-    if not test_scored:
+    onnx_dir = Path(args.onnx_dir) if args.onnx_dir else onnx_graph.default_dir(args.model_dir)
+    runtimes = exported_runtimes(args, p, onnx_dir) if test_scored else []
+    if not runtimes:
         return {}
     records = list(read_jsonl(Path(args.validated) / "test.jsonl"))
     rows = feature_store.load_features(feature_store.split_path(args.features, "test"))
     scores = {}  # torch's are metrics/eval.json's test scores: not repeated, each is a column in `dvc exp show`
-    for runtime in exported_runtimes(args, p):
-        graph = onnx_graph.load(args.onnx_dir or onnx_graph.default_dir(args.model_dir), runtime,
+    for runtime in runtimes:
+        graph = onnx_graph.load(onnx_dir, runtime,
                                 model_dir.weights_checksum(args.model_dir), args.threads, args.model_dir)
         with progress.bar(len(rows), f"evaluate test ({runtime})", " window") as bar:
             scores[runtime], _ = score_split(graph, rows, records, meta, p.evaluate.batch_size, pad_id,
                                              torch.device("cpu"), bar)
         print(summary_line(f"test ({runtime})", scores[runtime]))
-    return {"test": eval_headline(scores)} if scores else {}
+    return {"test": eval_headline(scores)}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,12 +41,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-import torch
-
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.agreement import FP32_ATOL, MIN_AGREEMENT, compare
 from pipeline.core.device import set_threads
-from pipeline.core.inference import collate
 from pipeline.core.records import describe, shorten
 from pipeline.formats.common import checked_or_error, is_finite_number, jsonl_objects
 from pipeline.formats.labelstudio import to_labelstudio_task
@@ -148,17 +145,6 @@ def export_labelstudio(args) -> None:
           f"model_version {args.model_version!r}) to {args.output}")
 
 
-def check_sample(rows: list[dict], pad_id: int) -> dict:
-    """The batch the graph is traced on: the longest and the shortest dev window (two rows and two
-    lengths, so neither axis is taken for a constant)."""
-    by_length = sorted(rows, key=lambda r: len(r["input_ids"]))
-    batch = collate([by_length[-1], by_length[0]], pad_id, with_labels=False)
-    if batch["input_ids"].shape[1] < 2:  # one-token windows only: one masked pad column more
-        batch = {k: torch.nn.functional.pad(v, (0, 1), value=pad_id if k == "input_ids" else 0)
-                 for k, v in batch.items()}
-    return batch
-
-
 def export_onnx(args) -> None:
     if args.batch_size < 1 or args.threads < 0:
         raise PipelineError("--batch-size must be at least 1 and --threads at least 0")
@@ -176,7 +162,7 @@ def export_onnx(args) -> None:
         raise PipelineError(f"{dev}: no dev windows to check the exported graph against")
     pad_id, checks = tokenizer.pad_token_id, {}
     with atomic_path(out, is_dir=True) as tmp:
-        onnx_graph.export_fp32(model, check_sample(rows, pad_id), tmp / onnx_graph.GRAPHS["onnx"])
+        onnx_graph.export_fp32(model, onnx_graph.trace_sample(rows, pad_id), tmp / onnx_graph.GRAPHS["onnx"])
         fp32 = compare(model, onnx_graph.OnnxModel(tmp / onnx_graph.GRAPHS["onnx"], args.threads), rows,
                        args.batch_size, pad_id)
         problem = fp32.problem()

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from pipeline.core.inference import collate
 from pipeline.storage.errors import PipelineError, first_line
 from pipeline.storage.files import dumps, json_problem, loads, read_text, sha256
 
@@ -63,6 +64,17 @@ class _Heads(torch.nn.Module):
     def forward(self, input_ids, attention_mask):
         out = self.model(input_ids, attention_mask)
         return out["topic_logits"], out["ner_logits"]
+
+
+def trace_sample(rows: list[dict], pad_id: int) -> dict:
+    """The batch a graph is traced on: the longest and the shortest feature row (two rows and two
+    lengths, so neither axis is taken for a constant)."""
+    by_length = sorted(rows, key=lambda r: len(r["input_ids"]))
+    batch = collate([by_length[-1], by_length[0]], pad_id, with_labels=False)
+    if batch["input_ids"].shape[1] < 2:  # one-token rows only: one masked pad column more
+        batch = {k: torch.nn.functional.pad(v, (0, 1), value=pad_id if k == "input_ids" else 0)
+                 for k, v in batch.items()}
+    return batch
 
 
 def export_fp32(model, sample: dict, path: Path) -> None:
