@@ -14,9 +14,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_ENCODER = "EleutherAI/gpt-neo-125m"
@@ -112,6 +114,23 @@ def write_params(src: str, dst: Path, overrides: dict) -> Path:
     tree = yaml.safe_load(Path(src).read_text(encoding="utf-8"))
     dst.write_text(yaml.safe_dump(with_overrides(tree, overrides), sort_keys=False), encoding="utf-8")
     return dst
+
+
+class Measured(NamedTuple):
+    returncode: int
+    launched_at: float  # unix time
+    wall_s: float
+    peak_rss_mib: float  # the child's own ru_maxrss
+
+
+def run_measured(cmd: list[str], logs: Path, name: str) -> Measured:
+    """Run a stage command from the repository root, stdout/stderr into logs/name.{out,err}; its
+    wall time and peak RSS (the child's own rusage, from wait4: not this process's)."""
+    with open(logs / f"{name}.out", "w") as out, open(logs / f"{name}.err", "w") as err:
+        launched, t = time.time(), time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    return Measured(os.waitstatus_to_exitcode(status), launched, time.perf_counter() - t, usage.ru_maxrss / 1024)
 
 
 def freeze_heap() -> None:

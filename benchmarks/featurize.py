@@ -17,11 +17,8 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import shutil
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import _common as C
@@ -77,21 +74,17 @@ def stage_memory(encoder: str, args, records: list[dict], n: int, work: Path) ->
     cmd = C.stage_cmd("featurize", "--params", params, "--in-dir", d / "validated", "--out-dir", d / "features",
                       "--metrics", d / "featurize.json", "--details", d / "featurize_details.json", "--report", d / "misaligned.jsonl")
     C.log(f"  stage on {n:,} records: {' '.join(cmd)}")
-    t = time.perf_counter()
-    with open(d / "stdout.txt", "w") as out, open(d / "stderr.txt", "w") as err:
-        proc = subprocess.Popen(cmd, cwd=C.REPO, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage (ru_maxrss in KiB)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise SystemExit(f"featurize stage failed ({proc.returncode}):\n{(d / 'stderr.txt').read_text()[-2000:]}")
-    last_line = (d / "stdout.txt").read_text().strip().splitlines()[-1:]
+    run = C.run_measured(cmd, d, "featurize")
+    wall = run.wall_s
+    if run.returncode != 0:
+        raise SystemExit(f"featurize stage failed ({run.returncode}):\n{(d / 'featurize.err').read_text()[-2000:]}")
+    last_line = (d / "featurize.out").read_text().strip().splitlines()[-1:]
     metrics = json.loads((d / "featurize.json").read_text())
-    size = sum(f.stat().st_size for f in (d / "features").glob("*.parquet"))
+    size = sum(f.stat().st_size for f in (d / "features").glob("*.arrow"))
     shutil.rmtree(d, ignore_errors=True)
-    return {"records": n, "peak_rss_mib": usage.ru_maxrss / 1024, "wall_s": wall,
+    return {"records": n, "peak_rss_mib": run.peak_rss_mib, "wall_s": wall,
             "records_per_s": metrics["records"] / wall, "windows": metrics["windows"],
-            "parquet_mib": size / 2**20, "stdout": last_line}
+            "features_mib": size / 2**20, "stdout": last_line}
 
 
 def main() -> None:
@@ -132,9 +125,9 @@ def main() -> None:
           round(r["ratio_cpu_best"], 3), r["verdict"]] for r in results["throughput"]]))
     if results["memory"]:
         print("\nReal stage (python -m pipeline featurize), peak RSS of the stage process")
-        print(C.table(["encoder", "train records", "peak RSS MiB", "wall s", "records/s", "parquet MiB"],
+        print(C.table(["encoder", "train records", "peak RSS MiB", "wall s", "records/s", "features MiB"],
                       [[C.short(m["encoder"]), m["records"], round(m["peak_rss_mib"], 1), round(m["wall_s"], 1),
-                        round(m["records_per_s"]), round(m["parquet_mib"], 1)] for m in results["memory"]]))
+                        round(m["records_per_s"]), round(m["features_mib"], 1)] for m in results["memory"]]))
         for enc in C.encoders(args):
             ms = [m for m in results["memory"] if m["encoder"] == enc]
             if len(ms) >= 2:

@@ -160,7 +160,7 @@ def test_an_export_that_does_not_reproduce_the_model_fails_and_writes_nothing(ex
     capsys.readouterr()
     assert run_stage(export_mod, exported, "onnx", "--model", "model", "--features", "tok", "--output", "bad") == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: export onnx: the fp32 graph does not reproduce model on tok/dev.parquet: "
+    assert err.startswith("error: export onnx: the fp32 graph does not reproduce model on tok/dev.arrow: "
                           "logits differ from PyTorch by up to 1.00e-02 (tolerance 0.001)")
     assert not (exported / "bad").exists()
 

@@ -74,7 +74,7 @@ def score(model_dir: Path, root: Path, split: str) -> tuple[dict, list[dict], li
     from pipeline.storage.model_dir import load
 
     model, tok, meta = load(model_dir)
-    rows = feature_store.load_features(root / "tok" / f"{split}.parquet")
+    rows = feature_store.load_features(feature_store.split_path(root / "tok", split))
     records = list(read_jsonl(root / "val" / f"{split}.jsonl"))
     result, preds = score_split(model, rows, records, meta, 16, tok.pad_token_id, torch.device("cpu"))
     return result, preds, records
@@ -374,13 +374,11 @@ def test_evaluate_writes_metrics_errors_and_plots(project, fit_run):
 
 
 def test_evaluate_leaves_an_empty_split_absent(project, fit_run):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     shutil.copytree(project / "val", project / "val_notest", dirs_exist_ok=True)
     shutil.copytree(project / "tok", project / "tok_notest", dirs_exist_ok=True)
     (project / "val_notest" / "test.jsonl").write_text("")
-    pq.write_table(pa.Table.from_pylist([], schema=feature_store.SCHEMA), project / "tok_notest" / "test.parquet")
+    with feature_store.writer(feature_store.split_path(project / "tok_notest", "test")) as writer:
+        writer.write_rows([])
     args = evaluate_args("fit", out="notest")
     args[args.index("tok")], args[args.index("val")] = "tok_notest", "val_notest"
     assert run_stage(evaluate_mod, project, *args) == 0

@@ -94,11 +94,13 @@ class LossWeighting(nn.Module):
 
 def task_groups(rows: list[dict]) -> list[str | None]:
     """Each feature row's group: "topic", "ner", "both", or None (labelled for nothing)."""
-    out = []
-    for r in rows:
-        topic, ner = r["topic"] != IGNORE, any(x != IGNORE for x in r["labels"])
-        out.append("both" if topic and ner else "topic" if topic else "ner" if ner else None)
-    return out
+    return groups_from_flags([r["topic"] != IGNORE for r in rows], [any(x != IGNORE for x in r["labels"]) for r in rows])
+
+
+def groups_from_flags(has_topic, has_ner) -> list[str | None]:
+    """task_groups from per-row flags (a topic label; any NER label), e.g. a FeatureRows' columns."""
+    names = {(True, True): "both", (True, False): "topic", (False, True): "ner", (False, False): None}
+    return [names[bool(t), bool(n)] for t, n in zip(has_topic, has_ner, strict=True)]
 
 
 def _group_batches(idx: list[int], lengths: list[int], batch_size: int, gen: torch.Generator, group: bool):

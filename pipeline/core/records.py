@@ -13,6 +13,7 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 SPLITS = ("train", "dev", "test")
@@ -267,14 +268,21 @@ def record_id(sentence: str) -> str:
     return "s-" + hashlib.sha256(sentence.encode()).hexdigest()[:16]
 
 
-def split_stats(records: list[dict], topics: list[str], entities: list[str]) -> dict:
-    """Record, annotation and label counts of checked records (metrics/data.json, importer summary)."""
-    topic_counts = Counter(r["task_A"] for r in records if r["task_A"] is not None)
-    entity_counts = Counter(s["type"] for r in records if r["task_B"] for s in r["task_B"])
+def split_stats(records: Iterable[dict], topics: list[str], entities: list[str]) -> dict:
+    """Record, annotation and label counts of checked records (metrics/data.json, importer summary).
+    One pass: `records` may be a stream (a large split is never held in memory for this)."""
+    topic_counts, entity_counts, n, ner_annotated = Counter(), Counter(), 0, 0
+    for r in records:
+        n += 1
+        if r["task_A"] is not None:
+            topic_counts[r["task_A"]] += 1
+        if r["task_B"] is not None:
+            ner_annotated += 1
+            entity_counts.update(s["type"] for s in r["task_B"])
     return {
-        "records": len(records),
+        "records": n,
         "topic_annotated": sum(topic_counts.values()),
-        "ner_annotated": sum(r["task_B"] is not None for r in records),
+        "ner_annotated": ner_annotated,
         "topics": {t: topic_counts[t] for t in topics},
         "entities": {e: entity_counts[e] for e in entities},
     }

@@ -1,7 +1,7 @@
 """Stage featurize: validated records -> token ids, BIO tags and topic ids per window.
 
-Writes data/features/{train,dev,test}.parquet (unpadded: one row per window, padding happens
-per batch in training), data/features/meta.json, reports/featurize.json (every window, token and
+Writes data/features/{train,dev,test}.arrow (Arrow IPC files, read by row as training needs them;
+unpadded: one row per window, padding happens per batch in training), data/features/meta.json, reports/featurize.json (every window, token and
 alignment count; metrics/featurize.json holds its headline) and
 reports/misaligned.jsonl (every span whose edge fell inside a token, with what was done; its
 last line is a {"summary": counts} record, so a clean corpus gets a report that says so).
@@ -27,7 +27,7 @@ CHUNK = 2000
 
 
 def featurize_split(featurizer: Featurizer, in_path: Path, split: str, out_path: Path, report) -> dict[str, int]:
-    """Stream one split's records into its Parquet file; misaligned spans go to the report."""
+    """Stream one split's records into its feature file; misaligned spans go to the report."""
     totals = dict.fromkeys(COUNT_KEYS, 0)
     records = read_jsonl(in_path)
     with feature_store.writer(out_path) as writer, \

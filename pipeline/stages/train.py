@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 @dataclass
 class TrainingData:
-    train_rows: list[dict]
+    train_rows: feature_store.FeatureRows  # on disk, read per batch
     dev_rows: list[dict]
     dev_records: list[dict]
     features: feature_store.FeatureMeta
@@ -82,8 +82,8 @@ def load_data(args, p) -> TrainingData:
     fmeta = feature_store.read_meta(features)
     feature_store.check_compatible(fmeta, features, "params.yaml", "re-run the featurize stage (`dvc repro`)",
                                    topics=p.labels.topics, tags=p.tag_names, encoder=p.encoder.name)
-    train_rows = feature_store.load_features(feature_store.split_path(features, "train"))
-    if not train_rows:
+    train_rows = feature_store.FeatureRows(feature_store.split_path(features, "train"))
+    if not len(train_rows):
         raise PipelineError(f"{feature_store.split_path(features, 'train')} is empty: no training data")
     meta = ModelMeta(**fmeta.settings(), encoder_name=p.encoder.name, pooling=p.encoder.pooling, entities=p.labels.entities,
                      n_prefix=fmeta.n_prefix)
@@ -240,8 +240,24 @@ def refit_topic(model, data: TrainingData, tp) -> RefitResult | None:
     return result
 
 
+class FirstStep:
+    """A progress bar that also notes when the first training step of this run ended (unix time):
+    --speed reports it, so benchmarks/scale.py can time a start-up from the process's launch."""
+
+    def __init__(self):
+        self.bar, self.at = None, None  # the bar: each epoch's own
+
+    def update(self, n: int = 1) -> None:
+        if self.at is None:
+            self.at = time.time()
+        self.bar.update(n)
+
+    def set_postfix(self, **kwargs) -> None:
+        self.bar.set_postfix(**kwargs)
+
+
 def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds: float, tokens: int,
-           world: int) -> None:
+           world: int, first_step_at: float | None) -> None:
     """Rank 0: write the best weights as the model directory (with its model card), the summary
     metrics, the timing report and the curves."""
     model.load_state_dict(run.best_weights)
@@ -253,7 +269,7 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
                 "selection": (f"the best by dev NER F1 (`train.select: per_task`), with the topic head then "
                               f"re-fit on that encoder (head epoch {refit.best_epoch} of {p.train.topic_refit_epochs} "
                               f"kept)")}
-    train_stats = split_stats(list(read_jsonl(Path(args.validated) / "train.jsonl")), p.labels.topics,
+    train_stats = split_stats(read_jsonl(Path(args.validated) / "train.jsonl"), p.labels.topics,
                               p.labels.entities)
     with atomic_path(args.model_dir, is_dir=True) as tmp:
         model_dir.save(model.cpu(), tokenizer, tmp, meta)
@@ -270,7 +286,7 @@ def finish(args, p, run: RunState, model, tokenizer, data: TrainingData, seconds
     write_json(args.metrics, train_headline(summary))
     speed = {"train_seconds": round(seconds, 1), "tokens_per_second": round(tokens / max(seconds, 1e-9), 1)}
     if args.speed:
-        write_json(args.speed, {**speed, "world_size": world})
+        write_json(args.speed, {**speed, "world_size": world, "first_step_at": first_step_at})
     plots.plot_curves(run.history, args.plot)
     print(f"train: best epoch {run.stopping.best_epoch} (dev score {run.stopping.best_score}), "
           f"model and model card in {args.model_dir}; {speed['train_seconds']} s, "
@@ -300,8 +316,9 @@ def main(argv: list[str] | None = None) -> None:
 
         live = Live(args.live_dir, resume=run.stopping.epoch > 0, save_dvc_exp=False, dvcyaml=None)
         live.log_params({f"train.{k}": v for k, v in tp.model_dump().items()} | {"encoder.pooling": p.encoder.pooling})
-    lengths, groups = [len(r["input_ids"]) for r in data.train_rows], balancing.task_groups(data.train_rows)
-    t0, tokens, stop = time.time(), 0, run.stopping.should_stop
+    rows = data.train_rows
+    lengths, groups = rows.lengths.tolist(), balancing.groups_from_flags(rows.has_topic, rows.has_ner)
+    t0, tokens, stop, clock = time.time(), 0, run.stopping.should_stop, FirstStep()
     for epoch in range(run.stopping.epoch, tp.epochs):
         if stop:
             break
@@ -310,9 +327,10 @@ def main(argv: list[str] | None = None) -> None:
         if tp.freeze == "encoder":
             model.encoder.eval()  # no dropout in a frozen encoder: its features stay fixed
         with progress.bar(len(batches), f"epoch {epoch + 1}/{tp.epochs}", " step", disable=not dist.main) as bar:
+            clock.bar = bar
             try:
                 stats = training.run_epoch(train_model, data.train_rows, batches, tp, optimizer, scheduler, device,
-                                           data.features.pad_token_id, dist.world, bar, extras.weighting, extras.ema)
+                                           data.features.pad_token_id, dist.world, clock, extras.weighting, extras.ema)
             except training.LossNotFinite as exc:
                 raise PipelineError(f"train: the {exc} of epoch {epoch + 1}; lower train.lr_encoder / "
                                     f"train.lr_heads") from None
@@ -325,7 +343,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.distributed.broadcast_object_list(flag, src=0)
             stop = flag[0]
     if dist.main:
-        finish(args, p, run, model, tokenizer, data, time.time() - t0, tokens, dist.world)
+        finish(args, p, run, model, tokenizer, data, time.time() - t0, tokens, dist.world, clock.at)
         live.end()
     if dist.world > 1:
         torch.distributed.barrier()

@@ -1,0 +1,147 @@
+"""Scale benchmark: does the train stage's memory grow with the corpus? Peak RSS, time to the first
+training step and wall time of the real train stage (`python -m pipeline train`) on featurized
+corpora of several sizes, with a tiny encoder, so that the data path, not the model, is measured.
+
+    python benchmarks/scale.py --threads 1                       # 100k and 1M train records
+    python benchmarks/scale.py --threads 1 --sizes 10000 100000  # quicker
+    python benchmarks/scale.py --quick
+
+For each size N: N train records (the --data records cycled, ids made unique) and a fixed dev
+and test split (--eval-records each: evaluate and predict are not part of this measurement) are
+written as a validated directory; the featurize stage makes the features (its peak RSS is in the
+table too), then the train stage runs one epoch over them. The encoder is a BERT of one layer of
+width 32 with random weights and the packaged all-MiniLM-L6-v2 tokenizer (WordPiece, 30,522 ids),
+built here, so the run needs no hub. Peak RSS is each stage process's own ru_maxrss (wait4);
+time to first step is from the stage's launch to the end of its first training step (the train
+stage's --speed file says when that was).
+
+Targets (issue 20): train peak RSS at the largest size <= 1.3x at the smallest (sizes 100k and 1M),
+time to the first step at 1M <= 10 s. Writes the table to stdout and, with --plot, a PNG of peak
+RSS and wall time against the number of windows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import _common as C
+
+RSS_TARGET, FIRST_STEP_TARGET = 1.3, 10.0
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def tiny_encoder(out: Path) -> Path:
+    """One BERT layer of width 32 (random weights, seed 0) with the MiniLM tokenizer."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from pipeline.storage.hub import load_tokenizer
+
+    tok = load_tokenizer(MINILM)
+    tok.save_pretrained(out)
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=512)
+    BertModel(cfg).save_pretrained(out)
+    return out
+
+
+def stage(name: str, d: Path, cmd: list[str]) -> C.Measured:
+    C.log(f"  {name}: {' '.join(map(str, cmd))}")
+    run = C.run_measured(cmd, d, name)
+    if run.returncode != 0:
+        raise SystemExit(f"{name} failed ({run.returncode}):\n{(d / f'{name}.err').read_text()[-3000:]}")
+    return run
+
+
+def one_size(args, encoder: Path, records: list[dict], n: int, work: Path) -> dict:
+    d = work / f"n{n}"
+    C.write_validated(d / "validated", records, n, args.eval_records)
+    params = C.write_params(args.params, d / "params.yaml", {
+        "encoder.name": str(encoder), "train.epochs": 1, "train.batch_size": args.batch_size,
+        "train.resume": False})
+    feat = stage("featurize", d, C.stage_cmd(
+        "featurize", "--params", params, "--in-dir", d / "validated", "--out-dir", d / "features",
+        "--metrics", d / "featurize.json", "--details", d / "featurize_details.json", "--report", d / "mis.jsonl"))
+    windows = json.loads((d / "featurize_details.json").read_text())["train"]["windows"]
+    train = stage("train", d, C.stage_cmd(
+        "train", "--params", params, "--features", d / "features", "--validated", d / "validated",
+        "--model-dir", d / "model", "--metrics", d / "train.json", "--details", d / "train_details.json",
+        "--live-dir", d / "live", "--plot", d / "curves.png", "--checkpoint-dir", d / "ckpt",
+        "--speed", d / "speed.json"))
+    speed = json.loads((d / "speed.json").read_text())
+    features_mib = sum(f.stat().st_size for f in (d / "features").iterdir()) / 2**20
+    shutil.rmtree(d, ignore_errors=True)
+    return {"records": n, "windows": windows, "features_mib": round(features_mib, 1),
+            "featurize_rss_mib": round(feat.peak_rss_mib, 1), "featurize_s": round(feat.wall_s, 1),
+            "train_rss_mib": round(train.peak_rss_mib, 1), "train_s": round(train.wall_s, 1),
+            "first_step_s": round(speed["first_step_at"] - train.launched_at, 2),
+            "tokens_per_s": speed["tokens_per_second"]}
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = [r["windows"] for r in results]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train_rss_mib", "train"), ("featurize_rss_mib", "featurize")):
+        left.plot(x, [r[key] for r in results], marker="o", label=label)
+    left.set(xscale="log", xlabel="train windows", ylabel="peak RSS (MiB)", title="Peak RSS per stage process")
+    left.set_ylim(bottom=0)
+    for key, label in (("train_s", "train (1 epoch)"), ("featurize_s", "featurize"), ("first_step_s", "train: to first step")):
+        right.plot(x, [r[key] for r in results], marker="o", label=label)
+    right.set(xscale="log", yscale="log", xlabel="train windows", ylabel="seconds", title="Wall time")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    C.add_common_args(ap)
+    ap.add_argument("--sizes", type=int, nargs="+", help="train records per run (default: 100000 1000000; "
+                    "quick: 10000 100000)")
+    ap.add_argument("--eval-records", type=int, default=500, help="dev and test records each (default: %(default)s)")
+    ap.add_argument("--batch-size", type=int, default=128, help="train.batch_size (default: %(default)s)")
+    ap.add_argument("--plot", metavar="PNG", help="write the curves to this PNG")
+    ap.add_argument("--work-dir", help="where the generated data goes (default: a temporary directory)")
+    args = ap.parse_args()
+    args.sizes = args.sizes or ([10000, 100000] if args.quick else [100000, 1000000])
+    C.apply_threads(args)
+    info = C.machine()
+    C.log(f"machine: {info}")
+    records = C.load_records(args.data)
+    results = []
+    with tempfile.TemporaryDirectory(dir=args.work_dir, prefix="bench-scale-") as work:
+        encoder = tiny_encoder(Path(work) / "encoder")
+        for n in args.sizes:
+            C.log(f"{n:,} train records")
+            results.append(one_size(args, encoder, records, n, Path(work)))
+            C.log(f"  {results[-1]}")
+    small, large = results[0], results[-1]
+    rss_ratio = large["train_rss_mib"] / small["train_rss_mib"]
+    print(f"\nTrain stage against corpus size ({info['cpus']} CPUs, {info['date']}, load {info['load_avg']}; "
+          f"tiny BERT, batch {args.batch_size}, 1 epoch; dev/test {args.eval_records} records each)")
+    print(C.table(["train records", "windows", "features MiB", "featurize RSS MiB", "featurize s", "train RSS MiB",
+                   "to first step s", "train s", "tokens/s"],
+                  [[r["records"], r["windows"], r["features_mib"], r["featurize_rss_mib"], r["featurize_s"],
+                    r["train_rss_mib"], r["first_step_s"], r["train_s"], r["tokens_per_s"]] for r in results]))
+    print(f"train peak RSS x{rss_ratio:.2f} for x{large['windows'] / small['windows']:.1f} windows: "
+          f"{C.verdict(rss_ratio, RSS_TARGET, higher_is_better=False)}; time to first step at "
+          f"{large['windows']:,} windows {large['first_step_s']} s: "
+          f"{'PASS' if large['first_step_s'] <= FIRST_STEP_TARGET else 'FAIL'} (<= {FIRST_STEP_TARGET})")
+    if args.plot:
+        plot(results, args.plot)
+    C.dump_json(args.json, {"machine": info, "results": results, "train_rss_ratio": rss_ratio})
+
+
+if __name__ == "__main__":
+    main()
