@@ -292,7 +292,7 @@ def hf_peer(kind: str, encoder: str, p: params_mod.Params, vdir: Path, epochs: i
     ev = {}
     for s in ("dev", "test"):
         if splits[s]:
-            ev[s], _ = score_split(wrapped, rows[s], splits[s], meta, 32, tok.pad_token_id, torch.device("cpu"))
+            ev[s] = score_split(wrapped, rows[s], splits[s], meta, 32, tok.pad_token_id, torch.device("cpu"))
     return {"model": wrapped, "tokenizer": tok, "featurizer": fe, "meta": meta, "train_s": round(secs, 1),
             "eval": ev}
 

@@ -8,7 +8,17 @@ import sys
 import pytest
 
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import atomic_path, distinct_from_inputs, json_problem, loads, write_jsonl, write_text
+from pipeline.storage.files import (
+    atomic_path,
+    distinct_from_inputs,
+    json_problem,
+    jsonl_writer,
+    loads,
+    write_json,
+    write_json_array,
+    write_jsonl,
+    write_text,
+)
 
 KILLED_WRITER = """
 import os, signal, sys
@@ -174,3 +184,20 @@ def test_strict_loads_refuses_what_json_would_read_wrongly(text, problem):
     with pytest.raises(ValueError) as exc:
         loads(text)
     assert json_problem(exc.value).startswith(problem)
+
+
+@pytest.mark.parametrize("items", [[], [1], [{"actual": "travel", "predicted": "other"}] * 3,
+                                   [{"a": [1, {"b": []}], "é": "line\nbreak"}, [], {}, "x"]])
+def test_write_json_array_writes_write_jsons_bytes_item_by_item(tmp_path, items):
+    write_json(tmp_path / "whole.json", items)
+    assert write_json_array(tmp_path / "streamed.json", iter(items)) == len(items)
+    assert (tmp_path / "streamed.json").read_bytes() == (tmp_path / "whole.json").read_bytes()
+
+
+def test_jsonl_writer_leaves_nothing_when_the_block_fails(tmp_path):
+    (tmp_path / "errors.jsonl").write_text("old\n")
+    with pytest.raises(RuntimeError), jsonl_writer(tmp_path / "errors.jsonl") as write:
+        write({"id": 1})
+        raise RuntimeError("scoring failed half-way")
+    assert (tmp_path / "errors.jsonl").read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["errors.jsonl"]

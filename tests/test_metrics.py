@@ -4,8 +4,18 @@ kinds shown to annotators, and "nothing to score" as absent rather than zero."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.core.metrics import select_score, seqeval_f1, span_errors, span_metrics, topic_metrics
+from pipeline.core.metrics import (
+    EntityTally,
+    SpanTally,
+    select_score,
+    seqeval_f1,
+    span_errors,
+    span_metrics,
+    topic_metrics,
+)
 
 TYPES = ["PERSON", "LOC", "ORG", "DATE"]
 TOPICS = ["travel", "technology", "politics", "other"]
@@ -158,3 +168,38 @@ def test_select_score():
     assert select_score(topic, {"f1": None}, "mean_f1") == 0.6
     assert select_score(None, None, "mean_f1") is None
     assert select_score(None, ner, "topic_macro_f1") is None
+
+
+# streaming tallies --------------------------------------------------------------------------------
+
+TAGS = ["O", "B-PERSON", "I-PERSON", "B-LOC", "I-LOC"]
+sentences = st.lists(st.sampled_from(TAGS), min_size=1, max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(sentences, st.randoms(use_true_random=False)), min_size=1, max_size=12),
+       st.integers(1, 5))
+def test_entity_tally_in_chunks_equals_seqeval_on_the_whole_list(pairs, chunk):
+    from seqeval.metrics import f1_score
+    from seqeval.scheme import IOB2
+
+    gold = [g for g, _ in pairs]
+    pred = [[rnd.choice(TAGS) if rnd.random() < 0.4 else t for t in g] for g, rnd in pairs]  # near gold
+    tally = EntityTally()
+    for i in range(0, len(gold), chunk):
+        tally.add(gold[i:i + chunk], pred[i:i + chunk])
+    if not any(t != "O" for seq in gold + pred for t in seq):
+        assert tally.result() is None
+    else:
+        expected = round(float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0)), 4)
+        assert tally.result() == expected == seqeval_f1(gold, pred)
+
+
+def test_span_tally_added_record_by_record_equals_span_metrics():
+    gold = [[sp("PERSON", 0, 5)], None, [sp("LOC", 2, 6), sp("ORG", 8, 9)], []]
+    pred = [[sp("PERSON", 0, 5)], [sp("LOC", 0, 1)], [sp("LOC", 2, 7)], [sp("DATE", 0, 3)]]
+    tally = SpanTally()
+    for g, p in zip(gold, pred):
+        tally.add(g, p)
+    assert tally.result(TYPES) == span_metrics(gold, pred, TYPES)
+    assert tally.result(TYPES)["n"] == 3 and tally.result(TYPES)["precision"] == round(1 / 3, 4)

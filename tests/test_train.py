@@ -7,6 +7,7 @@ enough, which saves the few seconds each interpreter needs to import torch and t
 the checks that must see a real process (torchrun, the one-line error) run as subprocesses."""
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -69,15 +70,18 @@ def two_epochs(project) -> Path:
 
 
 def score(model_dir: Path, root: Path, split: str) -> tuple[dict, list[dict], list[dict]]:
-    from pipeline.core.scoring import score_split
+    from pipeline.core.scoring import SplitScorer, scored_predictions
     from pipeline.storage.files import read_jsonl
     from pipeline.storage.model_dir import load
 
     model, tok, meta = load(model_dir)
-    rows = feature_store.load_features(feature_store.split_path(root / "tok", split))
-    records = list(read_jsonl(root / "val" / f"{split}.jsonl"))
-    result, preds = score_split(model, rows, records, meta, 16, tok.pad_token_id, torch.device("cpu"))
-    return result, preds, records
+    rows = feature_store.FeatureRows(feature_store.split_path(root / "tok", split))
+    pairs = list(scored_predictions(model, rows, read_jsonl(root / "val" / f"{split}.jsonl"), meta, 16,
+                                    tok.pad_token_id, torch.device("cpu")))
+    scorer = SplitScorer(meta)
+    for record, pred in pairs:
+        scorer.add(record, pred)
+    return scorer.result(), [pred for _, pred in pairs], [record for record, _ in pairs]
 
 
 # learning ----------------------------------------------------------------------------------------
@@ -512,3 +516,53 @@ def test_label_smoothing_changes_the_topic_loss_only():
     assert smooth > plain   # confident right answers cost more: the head is kept from over-fitting
     expected = torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
     assert torch.isclose(smooth, expected)
+
+
+def test_training_materialises_rows_a_batch_at_a_time_never_a_split(tmp_path, tiny_gpt_neo, monkeypatch):
+    """Issue 20: train reads its feature rows per batch. On a train split 8x the largest read, no
+    read materialises more than one record batch (or one training/dev batch) of rows, and nothing
+    loads a whole split: the run completes under that cap and every train row is read."""
+    monkeypatch.setattr(feature_store, "ROWS_PER_BATCH", 8)  # record batches of 8 rows: a small corpus will do
+    records = toy_set(n_train=72, n_dev=12, n_test=4)
+    root = write_project(tmp_path, tiny_gpt_neo, records, **{"train.epochs": 1, "train.batch_size": 8})
+    prepare(root)
+    n_train = len(feature_store.FeatureRows(feature_store.split_path(root / "tok", "train")))
+    assert n_train >= 8 * feature_store.ROWS_PER_BATCH
+    reads = []
+    materialise = feature_store.FeatureRows._to_rows
+
+    def counted(part):
+        rows = materialise(part)
+        reads.append(len(rows))
+        return rows
+
+    def whole_split(path):
+        raise AssertionError(f"train loaded a whole split: {path}")
+
+    monkeypatch.setattr(feature_store.FeatureRows, "_to_rows", staticmethod(counted))
+    monkeypatch.setattr(feature_store, "load_features", whole_split)
+    assert (train(root, "capped") / "model.safetensors").is_file()
+    assert max(reads) <= feature_store.ROWS_PER_BATCH < n_train / 8
+    assert sum(reads) >= n_train  # every train row was read, by batch
+
+
+def test_a_split_scored_in_chunks_gets_the_metrics_and_predictions_of_one_pass(project, fit_run, monkeypatch):
+    from pipeline.core import scoring
+
+    whole, whole_preds, records = score(fit_run, project, "test")
+    monkeypatch.setattr(scoring, "CHUNK_WINDOWS", 2)  # 12 test records: 6 chunks instead of 1
+    chunked, chunked_preds, chunked_records = score(fit_run, project, "test")
+    assert chunked_records == records and len(records) == 12
+    assert chunked == whole and whole["ner"]["seqeval_f1"] is not None
+    assert [(p["topic"], p["spans"]) for p in chunked_preds] == [(p["topic"], p["spans"]) for p in whole_preds]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 100])
+def test_record_chunks_keep_each_records_windows_together(size):
+    from pipeline.core.inference import record_chunks
+
+    rows = [{"record": r, "window": w} for r, n in enumerate([2, 1, 3, 1, 1]) for w in range(n)]
+    chunks = list(record_chunks(iter(rows), size))
+    assert [row for chunk in chunks for row in chunk] == rows
+    assert all(len(chunk) >= size for chunk in chunks[:-1])
+    assert all(a[-1]["record"] != b[0]["record"] for a, b in itertools.pairwise(chunks))

@@ -2,6 +2,8 @@
 are merged back into one prediction per record. Pure torch, no file I/O."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import torch
 
 from pipeline.core.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
@@ -63,6 +65,19 @@ def group_windows(rows: list[dict]) -> list[list[int]]:
             last = r["record"]
         groups[-1].append(i)
     return groups
+
+
+def record_chunks(rows: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """Rows in chunks of whole records (a record's windows are contiguous), each of at least `size`
+    rows but the last: a split of any length scored a chunk at a time."""
+    chunk: list[dict] = []
+    for row in rows:
+        if len(chunk) >= size and row["record"] != chunk[-1]["record"]:
+            yield chunk
+            chunk = []
+        chunk.append(row)
+    if chunk:
+        yield chunk
 
 
 def merge_record(rows: list[dict], outputs: list[dict], n_prefix: int) -> dict:

@@ -43,39 +43,82 @@ def _key(span: dict) -> tuple:
     return (span["type"], span["start"], span["end"])
 
 
+class SpanTally:
+    """Exact-span true positives, false positives and false negatives per type, added one record at
+    a time: span_metrics over a stream of any length in constant memory."""
+
+    def __init__(self):
+        self.tp, self.fp, self.fn, self.n = Counter(), Counter(), Counter(), 0
+
+    def add(self, gold: list[dict] | None, pred: list[dict]) -> None:
+        """One record's gold and predicted spans (gold None: not annotated for NER, not scored)."""
+        if gold is None:
+            return
+        self.n += 1
+        gs, ps = {_key(s) for s in gold}, {_key(s) for s in pred}
+        for k in gs & ps:
+            self.tp[k[0]] += 1
+        for k in ps - gs:
+            self.fp[k[0]] += 1
+        for k in gs - ps:
+            self.fn[k[0]] += 1
+
+    def result(self, types: list[str]) -> dict | None:
+        if not self.n:
+            return None
+        tp, fp, fn = self.tp, self.fp, self.fn
+        out = {"n": self.n, **_prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
+               "gold_entities": sum(tp.values()) + sum(fn.values())}
+        for t in types:
+            if tp[t] + fp[t] + fn[t]:
+                out[t] = {**_prf(tp[t], fp[t], fn[t]), "support": tp[t] + fn[t]}
+        return out
+
+
 def span_metrics(gold: list[list[dict] | None], pred: list[list[dict]], types: list[str]) -> dict | None:
     """Exact character-span P/R/F1, micro and per type, over records with gold task_B."""
-    tp, fp, fn = Counter(), Counter(), Counter()
-    n = 0
+    tally = SpanTally()
     for g, p in zip(gold, pred, strict=True):
-        if g is None:
-            continue
-        n += 1
-        gs, ps = {_key(s) for s in g}, {_key(s) for s in p}
-        for k in gs & ps:
-            tp[k[0]] += 1
-        for k in ps - gs:
-            fp[k[0]] += 1
-        for k in gs - ps:
-            fn[k[0]] += 1
-    if not n:
-        return None
-    out = {"n": n, **_prf(sum(tp.values()), sum(fp.values()), sum(fn.values())),
-           "gold_entities": sum(tp.values()) + sum(fn.values())}
-    for t in types:
-        if tp[t] + fp[t] + fn[t]:
-            out[t] = {**_prf(tp[t], fp[t], fn[t]), "support": tp[t] + fn[t]}
-    return out
+        tally.add(g, p)
+    return tally.result(types)
+
+
+class EntityTally:
+    """seqeval's strict IOB2 entity counts (gold, predicted, matching), summed over sentences. Its
+    entities are per sentence, so the sums over a stream, in chunks of any size, are the counts
+    seqeval finds in the whole list, and result() is its micro F1 (zero_division=0) on them, by
+    its own formula: constant memory where seqeval.metrics.f1_score needs every sequence at once."""
+
+    def __init__(self):
+        self.tp = self.n_pred = self.n_gold = 0
+        self.tagged = False  # any tag other than O in gold or predictions
+
+    def add(self, gold_tags: list[list[str]], pred_tags: list[list[str]]) -> None:
+        """A chunk of sentences' token tags, gold and predicted."""
+        from seqeval.scheme import IOB2, Entities
+
+        if len(gold_tags) != len(pred_tags) or list(map(len, gold_tags)) != list(map(len, pred_tags)):
+            raise ValueError("gold and predicted tag sequences differ in number or length")
+        self.tagged = self.tagged or any(t != "O" for seq in (*gold_tags, *pred_tags) for t in seq)
+        gold = {e for sentence in Entities(gold_tags, IOB2).entities for e in sentence} if gold_tags else set()
+        pred = {e for sentence in Entities(pred_tags, IOB2).entities for e in sentence} if pred_tags else set()
+        self.tp += len(gold & pred)
+        self.n_pred += len(pred)
+        self.n_gold += len(gold)
+
+    def result(self) -> float | None:
+        if not self.tagged:
+            return None  # no entity in gold or predictions: nothing to score
+        precision = self.tp / self.n_pred if self.n_pred else 0.0
+        recall = self.tp / self.n_gold if self.n_gold else 0.0
+        return round(2.0 * precision * recall / (precision + recall) if precision + recall else 0.0, 4)
 
 
 def seqeval_f1(gold_tags: list[list[str]], pred_tags: list[list[str]]) -> float | None:
-    """Strict IOB2 entity F1 on token tag sequences (seqeval)."""
-    from seqeval.metrics import f1_score
-    from seqeval.scheme import IOB2
-
-    if not any(t != "O" for seq in (*gold_tags, *pred_tags) for t in seq):
-        return None  # no entity in gold or predictions: nothing to score
-    return round(float(f1_score(gold_tags, pred_tags, mode="strict", scheme=IOB2, zero_division=0)), 4)
+    """Strict IOB2 entity F1 on token tag sequences (seqeval's entities and micro F1)."""
+    tally = EntityTally()
+    tally.add(gold_tags, pred_tags)
+    return tally.result()
 
 
 def span_errors(gold: list[dict], pred: list[dict]) -> list[dict]:

@@ -22,11 +22,11 @@ from pipeline.cli import run_cli, stage_parser
 from pipeline.core.device import pick_device, set_threads
 from pipeline.core.headline import eval_headline
 from pipeline.core.model import ModelMeta
-from pipeline.core.scoring import error_report, score_split
+from pipeline.core.scoring import SplitScorer, record_errors, score_split, scored_predictions
 from pipeline.storage import feature_store, model_dir, onnx_graph, plots, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import read_jsonl, write_json, write_jsonl
+from pipeline.storage.files import jsonl_writer, read_jsonl, write_json, write_json_array
 
 
 def check_labels(meta: ModelMeta, p, model_path) -> None:
@@ -90,17 +90,54 @@ def score_runtimes(args, p, meta: ModelMeta, pad_id: int, test_scored: bool) -> 
     runtimes = exported_runtimes(args, p, onnx_dir) if test_scored else []
     if not runtimes:
         return {}
-    records = list(read_jsonl(Path(args.validated) / "test.jsonl"))
-    rows = feature_store.load_features(feature_store.split_path(args.features, "test"))
+    rows = feature_store.FeatureRows(feature_store.split_path(args.features, "test"))
     scores = {}  # torch's are metrics/eval.json's test scores: not repeated, each is a column in `dvc exp show`
     for runtime in runtimes:
         graph = onnx_graph.load(onnx_dir, runtime,
                                 model_dir.weights_checksum(args.model_dir), args.threads, args.model_dir)
         with progress.bar(len(rows), f"evaluate test ({runtime})", " window") as bar:
-            scores[runtime], _ = score_split(graph, rows, records, meta, p.evaluate.batch_size, pad_id,
-                                             torch.device("cpu"), bar)
+            scores[runtime] = score_split(graph, rows, read_jsonl(Path(args.validated) / "test.jsonl"), meta,
+                                          p.evaluate.batch_size, pad_id, torch.device("cpu"), bar)
         print(summary_line(f"test ({runtime})", scores[runtime]))
     return {"test": eval_headline(scores)}
+
+
+def score_splits(args, p, model, meta: ModelMeta, pad_id: int, device) -> tuple[dict, SplitScorer | None, int]:
+    """(metrics per split, the test split's scorer, the number of test records with errors).
+    Each split is streamed: test errors are written to --errors as they are found."""
+    metrics, test, n_errors = {}, None, 0
+    with jsonl_writer(args.errors) as write_error:
+        for split in ("dev", "test"):
+            rows = feature_store.FeatureRows(feature_store.split_path(args.features, split))
+            records = read_jsonl(Path(args.validated) / f"{split}.jsonl")
+            scorer = SplitScorer(meta)
+            with progress.bar(len(rows), f"evaluate {split}", " window") as bar:
+                for record, pred in scored_predictions(model, rows, records, meta, p.evaluate.batch_size, pad_id,
+                                                       device, bar):
+                    scorer.add(record, pred)
+                    error = record_errors(record, pred) if split == "test" else None
+                    if error is not None:
+                        write_error(error)
+                        n_errors += 1
+            result = scorer.result()
+            if not result:
+                print(f"evaluate: {split} split is empty or unannotated; its metrics are absent")
+                continue
+            metrics[split] = result
+            test = scorer if split == "test" else test
+    return metrics, test, n_errors
+
+
+def write_plots(plots_dir: Path, test: SplitScorer | None, meta: ModelMeta) -> None:
+    """The test topic confusion and NER F1 per type, as DVC plot data and as PNG images."""
+    ner = test.result().get("ner", {}) if test is not None else {}
+    per_type = [{"type": t, **ner[t]} for t in meta.entities if t in ner]
+    pairs = test.topic_pairs() if test is not None else iter(())
+    write_json_array(plots_dir / "topic_confusion.json", ({"actual": g, "predicted": q} for g, q in pairs))
+    write_json(plots_dir / "ner_f1_per_type.json", [{"type": r["type"], "f1": r["f1"]} for r in per_type])
+    k = len(meta.topics)
+    confusion = test.topic_confusion() if test is not None else [[0] * k for _ in range(k)]
+    plots.plot_images(confusion, meta.topics, per_type, plots_dir)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -115,34 +152,14 @@ def main(argv: list[str] | None = None) -> None:
     check_labels(meta, p, args.model_dir)
     check_features(meta, Path(args.features), Path(args.validated), args.model_dir)
     torch.manual_seed(0)
-    metrics, errors, confusion, per_type = {}, [], [], []
-    for split in ("dev", "test"):
-        records = list(read_jsonl(Path(args.validated) / f"{split}.jsonl"))
-        rows = feature_store.load_features(feature_store.split_path(args.features, split))
-        with progress.bar(len(rows), f"evaluate {split}", " window") as bar:
-            result, preds = score_split(model, rows, records, meta, p.evaluate.batch_size, tokenizer.pad_token_id,
-                                        device, bar)
-        if not result:
-            print(f"evaluate: {split} split is empty or unannotated; its metrics are absent")
-            continue
-        metrics[split] = result
-        if split == "test":
-            errors = error_report(records, preds)
-            confusion = [{"actual": r["task_A"], "predicted": q["topic"]}
-                         for r, q in zip(records, preds) if r["task_A"] is not None]
-            if "ner" in result:
-                per_type = [{"type": t, **result["ner"][t]} for t in meta.entities if t in result["ner"]]
+    metrics, test, n_errors = score_splits(args, p, model, meta, tokenizer.pad_token_id, device)
     write_json(args.details, metrics)
     write_json(args.metrics, eval_headline(metrics))
-    write_jsonl(args.errors, errors)
-    plots_dir = Path(args.plots_dir)
-    write_json(plots_dir / "topic_confusion.json", confusion)
-    write_json(plots_dir / "ner_f1_per_type.json", [{"type": r["type"], "f1": r["f1"]} for r in per_type])
-    plots.plot_images(confusion, meta.topics, per_type, plots_dir)
+    write_plots(Path(args.plots_dir), test, meta)
     write_json(args.runtimes_metrics, score_runtimes(args, p, meta, tokenizer.pad_token_id, "test" in metrics))
     for split, m in metrics.items():
         print(summary_line(split, m))
-    print(f"evaluate: {len(errors)} test records with errors in {args.errors}")
+    print(f"evaluate: {n_errors} test records with errors in {args.errors}")
 
 
 if __name__ == "__main__":

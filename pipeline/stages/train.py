@@ -68,10 +68,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @dataclass
 class TrainingData:
     train_rows: feature_store.FeatureRows  # on disk, read per batch
-    dev_rows: list[dict]
-    dev_records: list[dict]
+    dev_rows: feature_store.FeatureRows
+    dev_path: Path           # the validated dev records, streamed beside dev_rows when dev is scored
     features: feature_store.FeatureMeta
     meta: ModelMeta          # what the trained model directory will say (best_epoch filled in at the end)
+
+    def dev_records(self):
+        return read_jsonl(self.dev_path)
 
 
 def load_data(args, p) -> TrainingData:
@@ -87,8 +90,8 @@ def load_data(args, p) -> TrainingData:
         raise PipelineError(f"{feature_store.split_path(features, 'train')} is empty: no training data")
     meta = ModelMeta(**fmeta.settings(), encoder_name=p.encoder.name, pooling=p.encoder.pooling, entities=p.labels.entities,
                      n_prefix=fmeta.n_prefix)
-    return TrainingData(train_rows, feature_store.load_features(feature_store.split_path(features, "dev")),
-                        list(read_jsonl(Path(args.validated) / "dev.jsonl")), fmeta, meta)
+    return TrainingData(train_rows, feature_store.FeatureRows(feature_store.split_path(features, "dev")),
+                        Path(args.validated) / "dev.jsonl", fmeta, meta)
 
 
 def build_model(args, p, data: TrainingData, device: torch.device, dist: training.Distributed):
@@ -191,7 +194,7 @@ def start_or_resume(args, p, data: TrainingData, model, optimizer, scheduler, di
 def score_dev(model, data: TrainingData, tp, device) -> dict:
     """The dev columns of an epoch's record and the early-stopping score."""
     batch_size, pad_id = tp.batch_size * 2, data.features.pad_token_id
-    dev, _ = score_split(model, data.dev_rows, data.dev_records, data.meta, batch_size, pad_id, device)
+    dev = score_split(model, data.dev_rows, data.dev_records(), data.meta, batch_size, pad_id, device)
     out = {}
     if tp.select_metric == "loss":
         # the fixed alpha/beta objective in every train.loss_weighting: learned or running weights would
@@ -232,7 +235,7 @@ def end_of_epoch(args, run: RunState, stats: training.EpochStats, model, optimiz
 def refit_topic(model, data: TrainingData, tp) -> RefitResult | None:
     """train.select per_task: the topic head re-fit on the kept encoder (pipeline.core.refit)."""
     device = next(model.parameters()).device
-    result = refit_topic_head(model, data.train_rows, data.dev_rows, [r["task_A"] for r in data.dev_records],
+    result = refit_topic_head(model, data.train_rows, data.dev_rows, [r["task_A"] for r in data.dev_records()],
                               data.meta.topics, tp, data.features.pad_token_id, device, tp.topic_refit_epochs)
     if result is not None:
         print(f"train: topic head re-fit on the kept encoder: dev topic macro-F1 {result.dev_scores[0]} -> "

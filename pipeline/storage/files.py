@@ -158,12 +158,32 @@ def write_json(path: str | Path, obj) -> None:
     write_text(path, dumps(obj, indent=2) + "\n")
 
 
+@contextmanager
+def jsonl_writer(path: str | Path) -> Iterator:
+    """A function that appends one record to a JSONL file as it is found; the file appears, whole,
+    when the block ends without an error."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        yield lambda rec: fh.write(dumps(rec) + "\n")
+
+
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    with jsonl_writer(path) as write:
         for rec in records:
-            fh.write(dumps(rec) + "\n")
+            write(rec)
             n += 1
+    return n
+
+
+def write_json_array(path: str | Path, items: Iterable) -> int:
+    """write_json of a list, byte for byte, written item by item: a long list (a plot's one row
+    per record) is never held whole in memory or as one string."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        for item in items:
+            fh.write(("[\n  " if n == 0 else ",\n  ") + dumps(item, indent=2).replace("\n", "\n  "))
+            n += 1
+        fh.write("\n]\n" if n else "[]\n")
     return n
 
 

@@ -54,20 +54,16 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     _save(fig, Path(path))
 
 
-def plot_confusion(confusion: list[dict], topics: list[str], path: Path) -> None:
-    """Test topic confusion: counts and row-normalised rates (recall per class) in each cell, text
-    coloured to contrast with its cell (scikit-learn's ConfusionMatrixDisplay)."""
-    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
+def plot_confusion(counts, topics: list[str], path: Path) -> None:
+    """Test topic confusion: `counts[actual][predicted]`, with row-normalised rates (recall per
+    class) in each cell, text coloured to contrast with its cell (scikit-learn's
+    ConfusionMatrixDisplay)."""
+    import numpy as np
+    from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
-    if confusion:
-        counts = confusion_matrix([c["actual"] for c in confusion], [c["predicted"] for c in confusion],
-                                  labels=topics)
-    else:
-        import numpy as np
-
-        counts = np.zeros((len(topics), len(topics)), dtype=int)
+    counts = np.asarray(counts, dtype=int).reshape(len(topics), len(topics))
     display = ConfusionMatrixDisplay(counts, display_labels=topics)
     display.plot(ax=ax, cmap="Blues", colorbar=False, xticks_rotation=30)
     totals = counts.sum(axis=1)
@@ -75,7 +71,7 @@ def plot_confusion(confusion: list[dict], topics: list[str], path: Path) -> None
         for j, n in enumerate(row):
             rate = f"\n{n / totals[i]:.0%}" if totals[i] else ""
             display.text_[i, j].set_text(f"{n}{rate}")
-    ax.set(title=f"topic confusion (test, n={len(confusion)}; % of each actual row)")
+    ax.set(title=f"topic confusion (test, n={counts.sum()}; % of each actual row)")
     fig.tight_layout()
     _save(fig, path)
 
@@ -100,8 +96,8 @@ def plot_ner_per_type(per_type: list[dict], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_images(confusion: list[dict], topics: list[str], per_type: list[dict], out_dir: Path) -> None:
-    """The test topic confusion matrix and the NER scores per type (per_type: type, precision,
-    recall, f1, support)."""
+def plot_images(confusion, topics: list[str], per_type: list[dict], out_dir: Path) -> None:
+    """The test topic confusion matrix (counts[actual][predicted]) and the NER scores per type
+    (per_type: type, precision, recall, f1, support)."""
     plot_confusion(confusion, topics, out_dir / "topic_confusion.png")
     plot_ner_per_type(per_type, out_dir / "ner_f1.png")
