@@ -1,22 +1,25 @@
-"""Scale benchmark: does the train stage's memory grow with the corpus? Peak RSS, time to the first
-training step and wall time of the real train stage (`python -m pipeline train`) on featurized
-corpora of several sizes, with a tiny encoder, so that the data path, not the model, is measured.
+"""Scale benchmark: does memory grow with the corpus? Peak RSS and wall time of the real stages
+(`python -m pipeline featurize | train | evaluate | predict`) on corpora of several sizes, and the
+train stage's time to its first optimizer step, with a tiny encoder, so that the data path, not the
+model, is measured.
 
     python benchmarks/scale.py --threads 1                       # 100k and 1M train records
     python benchmarks/scale.py --threads 1 --sizes 10000 100000  # quicker
     python benchmarks/scale.py --quick
 
 For each size N: N train records (the --data records cycled, ids made unique) and a fixed dev
-and test split (--eval-records each: evaluate and predict are not part of this measurement) are
-written as a validated directory; the featurize stage makes the features (its peak RSS is in the
-table too), then the train stage runs one epoch over them. The encoder is a BERT of one layer of
+and test split (--eval-records each) are written as a validated directory; the featurize stage
+makes the features, then the train stage runs one epoch over them. Evaluate then scores a test
+split of the same N windows (the train split's features and records, linked in as test.arrow and
+test.jsonl) and predict runs over the N train sentences as a .txt file (one per line, output to a
+file). The encoder is a BERT of one layer of
 width 32 with random weights and the packaged all-MiniLM-L6-v2 tokenizer (WordPiece, 30,522 ids),
 built here, so the run needs no hub. Peak RSS is each stage process's own ru_maxrss (wait4);
 time to first step is from the stage's launch to the end of its first training step (the train
 stage's --speed file says when that was).
 
-Targets (issue 20): train peak RSS at the largest size <= 1.3x at the smallest (sizes 100k and 1M),
-time to the first step at 1M <= 10 s. Writes the table to stdout and, with --plot, a PNG of peak
+Targets (issue 20): train, evaluate and predict peak RSS at the largest size <= 1.3x at the
+smallest (sizes 100k and 1M), train's time to the first step at 1M <= 10 s. Writes the table to stdout and, with --plot, a PNG of peak
 RSS and wall time against the number of windows.
 """
 from __future__ import annotations
@@ -57,12 +60,33 @@ def stage(name: str, d: Path, cmd: list[str]) -> C.Measured:
     return run
 
 
+def eval_inputs(d: Path) -> tuple[Path, Path]:
+    """Features and validated directories whose test split is the train split (linked, not copied)."""
+    feats, val = d / "eval_features", d / "eval_validated"
+    for made, real, names in ((feats, d / "features", ("meta.json", "dev.arrow")),
+                              (val, d / "validated", ("dev.jsonl",))):
+        made.mkdir()
+        for name in names:
+            (made / name).symlink_to(real / name)
+    (feats / "test.arrow").symlink_to(d / "features" / "train.arrow")
+    (val / "test.jsonl").symlink_to(d / "validated" / "train.jsonl")
+    return feats, val
+
+
+def write_pool(validated: Path, out: Path) -> Path:
+    """The train split's sentences, one per line: predict's input."""
+    with open(validated / "train.jsonl", encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
+        dst.writelines(json.loads(line)["sentence"].replace("\n", " ") + "\n" for line in src)
+    return out
+
+
 def one_size(args, encoder: Path, records: list[dict], n: int, work: Path) -> dict:
     d = work / f"n{n}"
     C.write_validated(d / "validated", records, n, args.eval_records)
     params = C.write_params(args.params, d / "params.yaml", {
         "encoder.name": str(encoder), "train.epochs": 1, "train.batch_size": args.batch_size,
-        "train.resume": False})
+        "train.resume": False, "evaluate.runtimes": [], "evaluate.batch_size": args.batch_size,
+        "predict.batch_size": args.batch_size})
     feat = stage("featurize", d, C.stage_cmd(
         "featurize", "--params", params, "--in-dir", d / "validated", "--out-dir", d / "features",
         "--metrics", d / "featurize.json", "--details", d / "featurize_details.json", "--report", d / "mis.jsonl"))
@@ -73,13 +97,26 @@ def one_size(args, encoder: Path, records: list[dict], n: int, work: Path) -> di
         "--live-dir", d / "live", "--plot", d / "curves.png", "--checkpoint-dir", d / "ckpt",
         "--speed", d / "speed.json"))
     speed = json.loads((d / "speed.json").read_text())
+    features, validated = eval_inputs(d)
+    evaluate = stage("evaluate", d, C.stage_cmd(
+        "evaluate", "--params", params, "--model-dir", d / "model", "--features", features,
+        "--validated", validated, "--metrics", d / "eval.json", "--details", d / "eval_details.json",
+        "--errors", d / "errors.jsonl", "--plots-dir", d / "plots", "--runtimes-metrics", d / "runtimes.json"))
+    pool = write_pool(d / "validated", d / "pool.txt")
+    predict = stage("predict", d, C.stage_cmd(
+        "predict", "--params", params, "--model", d / "model", "--input", pool, "--output", d / "predictions.jsonl"))
     features_mib = sum(f.stat().st_size for f in (d / "features").iterdir()) / 2**20
     shutil.rmtree(d, ignore_errors=True)
     return {"records": n, "windows": windows, "features_mib": round(features_mib, 1),
             "featurize_rss_mib": round(feat.peak_rss_mib, 1), "featurize_s": round(feat.wall_s, 1),
             "train_rss_mib": round(train.peak_rss_mib, 1), "train_s": round(train.wall_s, 1),
             "first_step_s": round(speed["first_step_at"] - train.launched_at, 2),
-            "tokens_per_s": speed["tokens_per_second"]}
+            "tokens_per_s": speed["tokens_per_second"],
+            "evaluate_rss_mib": round(evaluate.peak_rss_mib, 1), "evaluate_s": round(evaluate.wall_s, 1),
+            "predict_rss_mib": round(predict.peak_rss_mib, 1), "predict_s": round(predict.wall_s, 1)}
+
+
+STAGES = ("featurize", "train", "evaluate", "predict")
 
 
 def plot(results: list[dict], path: str) -> None:
@@ -89,17 +126,18 @@ def plot(results: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     x = [r["windows"] for r in results]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train_rss_mib", "train"), ("featurize_rss_mib", "featurize")):
-        left.plot(x, [r[key] for r in results], marker="o", label=label)
-    left.set(xscale="log", xlabel="train windows", ylabel="peak RSS (MiB)", title="Peak RSS per stage process")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in STAGES:
+        left.plot(x, [r[f"{name}_rss_mib"] for r in results], marker="o", label=name)
+        right.plot(x, [r[f"{name}_s"] for r in results], marker="o", label=name + (" (1 epoch)" if name == "train" else ""))
+    right.plot(x, [r["first_step_s"] for r in results], marker="o", linestyle="--", label="train: to first step")
+    left.set(xscale="log", xlabel="windows (train; evaluate's test; predict's sentences)", ylabel="peak RSS (MiB)",
+             title="Peak RSS of each stage process")
     left.set_ylim(bottom=0)
-    for key, label in (("train_s", "train (1 epoch)"), ("featurize_s", "featurize"), ("first_step_s", "train: to first step")):
-        right.plot(x, [r[key] for r in results], marker="o", label=label)
-    right.set(xscale="log", yscale="log", xlabel="train windows", ylabel="seconds", title="Wall time")
+    right.set(xscale="log", yscale="log", xlabel="windows", ylabel="seconds", title="Wall time")
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -127,20 +165,22 @@ def main() -> None:
             results.append(one_size(args, encoder, records, n, Path(work)))
             C.log(f"  {results[-1]}")
     small, large = results[0], results[-1]
-    rss_ratio = large["train_rss_mib"] / small["train_rss_mib"]
-    print(f"\nTrain stage against corpus size ({info['cpus']} CPUs, {info['date']}, load {info['load_avg']}; "
-          f"tiny BERT, batch {args.batch_size}, 1 epoch; dev/test {args.eval_records} records each)")
-    print(C.table(["train records", "windows", "features MiB", "featurize RSS MiB", "featurize s", "train RSS MiB",
-                   "to first step s", "train s", "tokens/s"],
-                  [[r["records"], r["windows"], r["features_mib"], r["featurize_rss_mib"], r["featurize_s"],
-                    r["train_rss_mib"], r["first_step_s"], r["train_s"], r["tokens_per_s"]] for r in results]))
-    print(f"train peak RSS x{rss_ratio:.2f} for x{large['windows'] / small['windows']:.1f} windows: "
-          f"{C.verdict(rss_ratio, RSS_TARGET, higher_is_better=False)}; time to first step at "
-          f"{large['windows']:,} windows {large['first_step_s']} s: "
+    growth = large["windows"] / small["windows"]
+    print(f"\nStages against corpus size ({info['cpus']} CPUs, {info['date']}, load {info['load_avg']}; "
+          f"tiny BERT, batch {args.batch_size}; train 1 epoch; dev {args.eval_records} records)")
+    print(C.table(["records", "windows", "features MiB"] + [f"{s} RSS MiB" for s in STAGES]
+                  + [f"{s} s" for s in STAGES] + ["to first step s", "train tokens/s"],
+                  [[r["records"], r["windows"], r["features_mib"]] + [r[f"{s}_rss_mib"] for s in STAGES]
+                   + [r[f"{s}_s"] for s in STAGES] + [r["first_step_s"], r["tokens_per_s"]] for r in results]))
+    ratios = {s: large[f"{s}_rss_mib"] / small[f"{s}_rss_mib"] for s in STAGES}
+    for name in STAGES:
+        print(f"{name} peak RSS x{ratios[name]:.2f} for x{growth:.1f} windows"
+              + ("" if name == "featurize" else f": {C.verdict(ratios[name], RSS_TARGET, higher_is_better=False)}"))
+    print(f"train: time to first step at {large['windows']:,} windows {large['first_step_s']} s: "
           f"{'PASS' if large['first_step_s'] <= FIRST_STEP_TARGET else 'FAIL'} (<= {FIRST_STEP_TARGET})")
     if args.plot:
         plot(results, args.plot)
-    C.dump_json(args.json, {"machine": info, "results": results, "train_rss_ratio": rss_ratio})
+    C.dump_json(args.json, {"machine": info, "results": results, "rss_ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training-throughput benchmark: the project's training epoch against a Hugging Face Trainer.
 
-Project arm: the train stage's own epoch, pipeline.core.training.run_epoch (collate, autocast,
+Project arm: the train stage's own epoch, pipeline.core.training.run_epoch (reading each batch's
+rows from the split's Arrow file through feature_store.FeatureRows, as the stage does; collate, autocast,
 forward with both heads and both losses, weighted backward, three loss .item() reads, clipping,
 optimizer and scheduler step, the epoch's bookkeeping), set up as pipeline/stages/train.py sets it
 up: seed_everything, MultiTaskModel, apply_freeze, freeze_unused, make_optimizer (fused AdamW over
@@ -50,6 +51,15 @@ def feature_rows(encoder: str, args, p, n: int):
     return tok, fe, rows
 
 
+def stored_rows(rows: list[dict], path: Path):
+    """The rows written as the featurize stage writes a split, opened as the train stage opens it."""
+    from pipeline.storage import feature_store
+
+    with feature_store.writer(path) as out:
+        out.write_rows(rows)
+    return feature_store.FeatureRows(path)
+
+
 class StepClock:
     """The tqdm-like `progress` run_epoch takes: it calls update(1) once per step, after the
     optimizer step and the loss reads; each call records the step's end time."""
@@ -64,7 +74,7 @@ class StepClock:
         self.ends.append(time.perf_counter())
 
 
-def project_arm(encoder: str, p, rows: list[dict], pad_id: int, n_steps: int):
+def project_arm(encoder: str, p, rows, pad_id: int, n_steps: int):
     """One run_epoch of n_steps batches, set up as the train stage does; returns (step end times,
     non-pad tokens per step)."""
     import torch
@@ -80,7 +90,7 @@ def project_arm(encoder: str, p, rows: list[dict], pad_id: int, n_steps: int):
                            len(p.tag_names), p.encoder.pooling).to(device)
     training.apply_freeze(model, tp.freeze, tp.unfreeze_top_layers)
     training.freeze_unused(model, rows, pad_id, device)
-    lengths = [len(r["input_ids"]) for r in rows]
+    lengths = rows.lengths.tolist()
     batches = training.shard(training.length_grouped_batches(lengths, tp.batch_size, tp.seed, tp.group_by_length),
                              0, 1)[:n_steps]
     optimizer, scheduler = training.make_optimizer(model, tp, math.ceil(len(batches) / tp.grad_accum))
@@ -179,6 +189,7 @@ def run_encoder(encoder: str, args, work: Path) -> dict:
     p = params_mod.load(p_path)
     n_steps = args.warmup + args.steps
     tok, _, rows = feature_rows(encoder, args, p, n_steps * args.batch_size)
+    on_disk = stored_rows(rows, work / "train.arrow")  # the project arm reads rows per batch, as the stage does
     arms = {}
     results: dict[str, list] = {}
 
@@ -190,7 +201,7 @@ def run_encoder(encoder: str, args, work: Path) -> dict:
                                                  "steps": len(tokens) - args.warmup})
         arms[name] = run
 
-    add(PROJECT, lambda: project_arm(encoder, p, rows, tok.pad_token_id, n_steps))
+    add(PROJECT, lambda: project_arm(encoder, p, on_disk, tok.pad_token_id, n_steps))
     add(HF, lambda: hf_arm(encoder, p, rows, tok, n_steps, str(work / "hf")))
     if args.stage:
         arms[STAGE] = lambda: results.setdefault(STAGE, []).append(

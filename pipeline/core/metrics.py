@@ -23,19 +23,30 @@ def _prf(tp: int, fp: int, fn: int) -> dict:
 
 
 def topic_metrics(gold: list[str | None], pred: list[str], labels: list[str]) -> dict | None:
+    ids: dict[str, int] = {lab: i for i, lab in enumerate(labels)}  # a label outside `labels` gets an id past them
+    pairs = [(ids.setdefault(g, len(ids)), ids.setdefault(p, len(ids))) for g, p in zip(gold, pred, strict=True)
+             if g is not None]
+    return topic_metrics_from_ids([g for g, _ in pairs], [p for _, p in pairs], labels)
+
+
+def topic_metrics_from_ids(gold, pred, labels: list[str]) -> dict | None:
+    """topic_metrics over annotated records given as label ids (index into `labels`; larger: a
+    label outside them), e.g. compact arrays of a long split: scikit-learn gets integers, never
+    millions of strings."""
+    import numpy as np
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 
-    pairs = [(g, p) for g, p in zip(gold, pred, strict=True) if g is not None]
-    if not pairs:
+    y, yhat = np.asarray(gold, dtype=np.int64), np.asarray(pred, dtype=np.int64)
+    if not len(y):
         return None
-    y, yhat = [g for g, _ in pairs], [p for _, p in pairs]
-    present = [lab for lab in labels if lab in set(y) | set(yhat)]
+    seen = set(np.unique(y).tolist()) | set(np.unique(yhat).tolist())
+    present = [i for i in range(len(labels)) if i in seen]
     p, r, f, s = precision_recall_fscore_support(y, yhat, labels=present, zero_division=0)
     out = {"n": len(y), "accuracy": round(float(accuracy_score(y, yhat)), 4),
            "macro_f1": round(float(f1_score(y, yhat, labels=present, average="macro", zero_division=0)), 4)}
-    for i, lab in enumerate(present):
-        out[lab] = {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                    "f1": round(float(f[i]), 4), "support": int(s[i])}
+    for k, i in enumerate(present):
+        out[labels[i]] = {"precision": round(float(p[k]), 4), "recall": round(float(r[k]), 4),
+                          "f1": round(float(f[k]), 4), "support": int(s[k])}
     return out
 
 

@@ -15,7 +15,7 @@ from itertools import islice
 
 from pipeline.core.align import fill_tags
 from pipeline.core.inference import group_windows, predict_rows, record_chunks
-from pipeline.core.metrics import EntityTally, SpanTally, span_errors, topic_metrics
+from pipeline.core.metrics import EntityTally, SpanTally, span_errors, topic_metrics_from_ids
 from pipeline.core.model import ModelMeta
 
 CHUNK_WINDOWS = 4096  # windows per chunk: well past a batch's length sorting, small next to any model
@@ -23,7 +23,7 @@ CHUNK_WINDOWS = 4096  # windows per chunk: well past a batch's length sorting, s
 
 class SplitScorer:
     """A split's metrics, one (record, prediction) pair at a time: the topic pairs as label ids
-    (scored by scikit-learn at the end), exact-span and seqeval counts as they come."""
+    (scored by scikit-learn at the end, as integers), exact-span and seqeval counts as they come."""
 
     def __init__(self, meta: ModelMeta):
         self.meta = meta
@@ -56,8 +56,7 @@ class SplitScorer:
 
     def result(self) -> dict:
         """Metrics for the split (absent keys for a task with nothing to score)."""
-        topics = self.meta.topics
-        topic = topic_metrics([topics[g] for g in self.topic_gold], [topics[p] for p in self.topic_pred], topics)
+        topic = topic_metrics_from_ids(self.topic_gold, self.topic_pred, self.meta.topics)
         ner = self.spans.result(self.meta.entities)
         result = {}
         if topic is not None:

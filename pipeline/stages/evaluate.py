@@ -128,9 +128,9 @@ def score_splits(args, p, model, meta: ModelMeta, pad_id: int, device) -> tuple[
     return metrics, test, n_errors
 
 
-def write_plots(plots_dir: Path, test: SplitScorer | None, meta: ModelMeta) -> None:
+def write_plots(plots_dir: Path, test: SplitScorer | None, metrics: dict, meta: ModelMeta) -> None:
     """The test topic confusion and NER F1 per type, as DVC plot data and as PNG images."""
-    ner = test.result().get("ner", {}) if test is not None else {}
+    ner = metrics.get("test", {}).get("ner", {})
     per_type = [{"type": t, **ner[t]} for t in meta.entities if t in ner]
     pairs = test.topic_pairs() if test is not None else iter(())
     write_json_array(plots_dir / "topic_confusion.json", ({"actual": g, "predicted": q} for g, q in pairs))
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics, test, n_errors = score_splits(args, p, model, meta, tokenizer.pad_token_id, device)
     write_json(args.details, metrics)
     write_json(args.metrics, eval_headline(metrics))
-    write_plots(Path(args.plots_dir), test, meta)
+    write_plots(Path(args.plots_dir), test, metrics, meta)
     write_json(args.runtimes_metrics, score_runtimes(args, p, meta, tokenizer.pad_token_id, "test" in metrics))
     for split, m in metrics.items():
         print(summary_line(split, m))
