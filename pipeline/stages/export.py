@@ -1,6 +1,7 @@
-"""Stage export: predictions as Label Studio tasks; the model as ONNX graphs for CPU inference.
+"""Stage export: predictions as Label Studio tasks (and its labeling config); the model as ONNX graphs.
 
     python -m pipeline export labelstudio predictions.jsonl --output tasks.json --model-version run-7
+    python -m pipeline export labelstudio-config > config.xml
     python -m pipeline export onnx --model models/multitask --int8
 
 labelstudio: records in the data schema as written by `python -m pipeline predict` (spans with a
@@ -29,7 +30,10 @@ The names must match the project's labeling config. The defaults assume
     </View>
 
 --labels-from-name is the <Labels name>, --choices-from-name the <Choices name>, --to-name the
-<Text name>, and --text-key the data field in <Text value="$text">. The prediction's "score" is
+<Text name>, and --text-key the data field in <Text value="$text">. `export labelstudio-config`
+prints this config with the labels of params.yaml (labels.entities, labels.topics), taking the
+same four options: paste it into a new project's Labeling Interface (Code) and the tasks of
+`export labelstudio` and `python -m pipeline select` import as they are. The prediction's "score" is
 the least confident part of it (the lowest of the topic score and the entity scores), so sorting
 tasks by it in Label Studio puts the most doubtful first; it is left out when the input has no
 scores. A record's "id" is kept as data.record_id, which `python -m pipeline import
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 
 from pipeline.cli import run_cli, stage_parser
@@ -46,11 +51,11 @@ from pipeline.core.agreement import FP32_ATOL, MIN_AGREEMENT, compare
 from pipeline.core.device import set_threads
 from pipeline.core.records import describe, shorten
 from pipeline.formats.common import checked_or_error, is_finite_number, jsonl_objects
-from pipeline.formats.labelstudio import to_labelstudio_task
+from pipeline.formats.labelstudio import labeling_config, to_labelstudio_task
 from pipeline.storage import feature_store, model_dir, onnx_graph
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
-from pipeline.storage.files import atomic_path, distinct_from_inputs, output_target, read_text, write_json
+from pipeline.storage.files import atomic_path, distinct_from_inputs, output_target, read_text, write_json, write_text
 
 
 def check_scores(raw: dict, where: str) -> None:
@@ -85,6 +90,7 @@ EPILOG = """examples:
       --labels-from-name ner --choices-from-name category --to-name sentence --text-key sentence
 then import tasks.json in Label Studio; correct; export JSON; and
   python -m pipeline import labelstudio export.json --output data/raw/reviewed.jsonl
+  python -m pipeline export labelstudio-config --output config.xml   # the project's labeling config
 
   python -m pipeline export onnx --model models/multitask --int8     # -> models/multitask-onnx/
   python -m pipeline predict --runtime onnx-int8 --input notes.txt --output out.jsonl
@@ -101,21 +107,31 @@ metrics/runtimes.json after evaluate. Needs the optional extra: {onnx_graph.INST
 """
 
 
+def add_name_options(sub: argparse.ArgumentParser) -> None:
+    """The names of the labeling config's tags, shared by the tasks and the config."""
+    sub.add_argument("--labels-from-name", default="label", help="<Labels name=...> (default: %(default)s)")
+    sub.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
+    sub.add_argument("--to-name", default="text", help="<Text name=...> (default: %(default)s)")
+    sub.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
+
+
 def parse_args(argv: list[str] | None):
     ap = stage_parser("export", __doc__ + "\n" + ONNX_HELP, params_help="labels come from here", epilog=EPILOG)
-    formats = ap.add_subparsers(dest="format", metavar="FORMAT", required=True, help="labelstudio | onnx")
+    formats = ap.add_subparsers(dest="format", metavar="FORMAT", required=True,
+                                help="labelstudio | labelstudio-config | onnx")
     ls = formats.add_parser("labelstudio", help="predictions as Label Studio tasks", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     ls.add_argument("input", metavar="PREDICTIONS", help="JSONL records (python -m pipeline predict output)")
     ls.add_argument("--output", required=True, help="Label Studio tasks JSON to write")
     ls.add_argument("--model-version", default="pipeline", help="prediction model_version (default: %(default)s)")
-    ls.add_argument("--labels-from-name", default="label", help="<Labels name=...> (default: %(default)s)")
-    ls.add_argument("--choices-from-name", default="topic", help="<Choices name=...> (default: %(default)s)")
-    ls.add_argument("--to-name", default="text", help="<Text name=...> (default: %(default)s)")
-    ls.add_argument("--text-key", default="text", help="task data field, <Text value=\"$...\"> (default: %(default)s)")
     ls.add_argument("--offsets", choices=("codepoints", "utf16"), default="codepoints",
                     help="unit of value.start/end: codepoints, as Label Studio counts them (default), or utf16 "
                          "for tools that count UTF-16 code units")
+    cfg = formats.add_parser("labelstudio-config", help="the Label Studio labeling config (XML) for the tasks",
+                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cfg.add_argument("--output", default="-", help="file to write, or - for stdout (default: %(default)s)")
+    add_name_options(ls)
+    add_name_options(cfg)
     ox = formats.add_parser("onnx", help="the model as ONNX graphs for CPU inference", description=ONNX_HELP,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     ox.add_argument("--model", default="models/multitask", help="trained model directory (default: %(default)s)")
@@ -124,7 +140,7 @@ def parse_args(argv: list[str] | None):
     ox.add_argument("--int8", action="store_true", help="also write the int8 graph")
     ox.add_argument("--batch-size", type=int, default=32, help="batch size of the check (default: %(default)s)")
     ox.add_argument("--threads", type=int, default=0, help="CPU threads, 0: one per core (default: %(default)s)")
-    for sub in (ls, ox):  # after the format as well as before it
+    for sub in (ls, cfg, ox):  # after the format as well as before it
         sub.add_argument("--params", default=argparse.SUPPRESS, help="params file (default: params.yaml)")
     return ap.parse_args(argv)
 
@@ -143,6 +159,19 @@ def export_labelstudio(args) -> None:
     n_spans = sum(1 for t in tasks for r in t["predictions"][0]["result"] if r["type"] == "labels")
     print(f"export: wrote {len(tasks)} Label Studio tasks ({n_spans} entity pre-annotations, "
           f"model_version {args.model_version!r}) to {args.output}")
+
+
+def export_labelstudio_config(args) -> None:
+    p = params_mod.load(args.params)
+    xml = labeling_config(p.labels.topics, p.labels.entities, args.labels_from_name, args.choices_from_name,
+                          args.to_name, args.text_key)
+    if args.output == "-":
+        print(xml, end="")
+        return
+    distinct_from_inputs(args.output, [args.params])
+    write_text(args.output, xml)
+    print(f"export: Label Studio labeling config ({len(p.labels.entities)} entity types, "
+          f"{len(p.labels.topics)} topics) written to {args.output}", file=sys.stderr)
 
 
 def export_onnx(args) -> None:
@@ -184,7 +213,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if "params" not in args:
         args.params = "params.yaml"
-    export_labelstudio(args) if args.format == "labelstudio" else export_onnx(args)
+    exports = {"labelstudio": export_labelstudio, "labelstudio-config": export_labelstudio_config,
+               "onnx": export_onnx}
+    exports[args.format](args)
 
 
 if __name__ == "__main__":
