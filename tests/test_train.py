@@ -393,6 +393,24 @@ def test_evaluate_leaves_an_empty_split_absent(project, fit_run):
     assert json.loads((project / "plots_notest" / "topic_confusion.json").read_text()) == []
 
 
+@pytest.mark.parametrize("lines", [slice(0, -1), slice(0, None)], ids=["a record fewer", "a record more"])
+def test_evaluate_with_features_from_other_records_fails_in_one_line(project, fit_run, capsys, lines):
+    out = f"mismatch_{lines.stop}"
+    shutil.copytree(project / "val", project / out)
+    test = (project / "val" / "test.jsonl").read_text().splitlines(keepends=True)
+    extra = [test[0].replace('"id": "', '"id": "extra-')] if lines.stop is None else []
+    (project / out / "test.jsonl").write_text("".join(test[lines] + extra))
+    args = evaluate_args("fit", out=out)
+    args[args.index("val")] = out
+    capsys.readouterr()
+    assert run_stage(evaluate_mod, project, *args) == 1
+    err = capsys.readouterr().err  # the dev split's progress bar, then the one error line
+    last = err.rstrip("\n").split("\n")[-1]
+    assert last.startswith(f"error: tok/test.arrow and {out}/test.jsonl: ") and "re-run featurize" in last
+    assert err.count("error:") == 1 and "Traceback" not in err
+    assert not (project / "reports" / f"{out}_errors.jsonl").exists()  # nothing half-written
+
+
 def test_evaluate_with_other_topic_labels_fails_in_one_line(project, fit_run, tiny_gpt_neo):
     write_toy_params(project / "params_labels.yaml", tiny_gpt_neo,
                  **{"labels.topics": ["travel", "technology", "politics", "sports"]})

@@ -67,19 +67,26 @@ class SplitScorer:
         return result
 
 
+class SplitMismatch(ValueError):
+    """A split's feature rows and validated records do not correspond (one was re-made without the other)."""
+
+
 def scored_predictions(model, rows: Iterable[dict], records: Iterable[dict], meta: ModelMeta, batch_size: int,
                        pad_id: int, device, progress=None) -> Iterator[tuple[dict, dict]]:
     """(record, prediction) for each record of a split, in order, a chunk of whole records at a
     time. `rows` are the split's feature rows, `records` its validated records (the k-th record's
-    windows are the k-th group of rows)."""
-    records = iter(records)
+    windows are the k-th group of rows). Raises SplitMismatch when their counts differ."""
+    records, seen = iter(records), 0
     for chunk in record_chunks(rows, CHUNK_WINDOWS):
         n_records = len(group_windows(chunk))
         part = list(islice(records, n_records))
+        seen += len(part)
+        if len(part) < n_records:
+            raise SplitMismatch(f"the features hold more records than the {seen} validated records")
         preds = predict_rows(model, chunk, [r["sentence"] for r in part], meta, batch_size, pad_id, device, progress)
         yield from zip(part, preds, strict=True)
     if next(records, None) is not None:
-        raise ValueError("more records than featurized records in the split")
+        raise SplitMismatch(f"there are more validated records than the {seen} in the features")
 
 
 def score_split(model, rows: Iterable[dict], records: Iterable[dict], meta: ModelMeta, batch_size: int,

@@ -14,6 +14,7 @@ keys as metrics/eval.json's test scores of torch: what int8 costs per task. --th
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,7 +23,7 @@ from pipeline.cli import run_cli, stage_parser
 from pipeline.core.device import pick_device, set_threads
 from pipeline.core.headline import eval_headline
 from pipeline.core.model import ModelMeta
-from pipeline.core.scoring import SplitScorer, record_errors, score_split, scored_predictions
+from pipeline.core.scoring import SplitMismatch, SplitScorer, record_errors, score_split, scored_predictions
 from pipeline.storage import feature_store, model_dir, onnx_graph, plots, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
@@ -95,11 +96,21 @@ def score_runtimes(args, p, meta: ModelMeta, pad_id: int, test_scored: bool) -> 
     for runtime in runtimes:
         graph = onnx_graph.load(onnx_dir, runtime,
                                 model_dir.weights_checksum(args.model_dir), args.threads, args.model_dir)
-        with progress.bar(len(rows), f"evaluate test ({runtime})", " window") as bar:
+        with progress.bar(len(rows), f"evaluate test ({runtime})", " window") as bar, mismatch_explained(args, "test"):
             scores[runtime] = score_split(graph, rows, read_jsonl(Path(args.validated) / "test.jsonl"), meta,
                                           p.evaluate.batch_size, pad_id, torch.device("cpu"), bar)
         print(summary_line(f"test ({runtime})", scores[runtime]))
     return {"test": eval_headline(scores)}
+
+
+@contextmanager
+def mismatch_explained(args, split: str):
+    """A SplitMismatch as one line naming both files."""
+    try:
+        yield
+    except SplitMismatch as exc:
+        raise PipelineError(f"{feature_store.split_path(args.features, split)} and {Path(args.validated) / f'{split}.jsonl'}: "
+                            f"{exc}; re-run featurize after validate (`dvc repro`)") from None
 
 
 def score_splits(args, p, model, meta: ModelMeta, pad_id: int, device) -> tuple[dict, SplitScorer | None, int]:
@@ -111,7 +122,7 @@ def score_splits(args, p, model, meta: ModelMeta, pad_id: int, device) -> tuple[
             rows = feature_store.FeatureRows(feature_store.split_path(args.features, split))
             records = read_jsonl(Path(args.validated) / f"{split}.jsonl")
             scorer = SplitScorer(meta)
-            with progress.bar(len(rows), f"evaluate {split}", " window") as bar:
+            with progress.bar(len(rows), f"evaluate {split}", " window") as bar, mismatch_explained(args, split):
                 for record, pred in scored_predictions(model, rows, records, meta, p.evaluate.batch_size, pad_id,
                                                        device, bar):
                     scorer.add(record, pred)

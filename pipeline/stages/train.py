@@ -42,7 +42,7 @@ from pipeline.core.metrics import select_score
 from pipeline.core.model import ModelMeta, MultiTaskModel
 from pipeline.core.records import split_stats
 from pipeline.core.refit import RefitResult, refit_topic_head
-from pipeline.core.scoring import score_split
+from pipeline.core.scoring import SplitMismatch, score_split
 from pipeline.storage import checkpoints, feature_store, model_card, model_dir, plots, progress
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
@@ -194,7 +194,11 @@ def start_or_resume(args, p, data: TrainingData, model, optimizer, scheduler, di
 def score_dev(model, data: TrainingData, tp, device) -> dict:
     """The dev columns of an epoch's record and the early-stopping score."""
     batch_size, pad_id = tp.batch_size * 2, data.features.pad_token_id
-    dev = score_split(model, data.dev_rows, data.dev_records(), data.meta, batch_size, pad_id, device)
+    try:
+        dev = score_split(model, data.dev_rows, data.dev_records(), data.meta, batch_size, pad_id, device)
+    except SplitMismatch as exc:
+        raise PipelineError(f"{data.dev_rows.path} and {data.dev_path}: {exc}; re-run featurize after validate "
+                            f"(`dvc repro`)") from None
     out = {}
     if tp.select_metric == "loss":
         # the fixed alpha/beta objective in every train.loss_weighting: learned or running weights would
