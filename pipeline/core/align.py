@@ -14,8 +14,12 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter, le
 
 IGNORE = -100
+_START_END = itemgetter("start", "end")   # spans in order of start, then end
+_EDGE = object()                          # before the first / after the last token: unlike any word id
 
 
 @dataclass
@@ -24,6 +28,14 @@ class Tokens:
     starts: list[int]
     ends: list[int]
     word_ids: list[int]
+
+    @cached_property
+    def ordered(self) -> bool:
+        """Starts and ends both never decrease and no token ends before it starts (byte-level pieces
+        of one character can overlap, so not always): then a span's tokens are a contiguous range
+        that bisection finds. Computed once: the lists are not changed after construction."""
+        starts, ends = self.starts, self.ends
+        return starts == sorted(starts) and ends == sorted(ends) and all(map(le, starts, ends))
 
 
 def effective_offsets(sentence: str, offsets) -> tuple[list[int], list[int]]:
@@ -58,6 +70,8 @@ def _hull_sorted(tokens: Tokens, start: int, end: int) -> tuple[int, int] | None
     the overlapping tokens are a contiguous range found by bisection, not a scan of the sentence."""
     starts, ends = tokens.starts, tokens.ends
     lo, hi = bisect_right(ends, start), bisect_left(starts, end)   # e > start  and  s < end
+    if lo < hi and starts[lo] < ends[lo] and starts[hi - 1] < ends[hi - 1]:
+        return starts[lo], ends[hi - 1]   # the usual case: no empty (whitespace) token at either edge
     first = next((i for i in range(lo, hi) if starts[i] < ends[i]), None)
     if first is None:
         return None
@@ -92,18 +106,21 @@ def _contract(tokens: Tokens, start: int, end: int) -> tuple[int, int] | None:
     return None
 
 
+def _check_policy(policy: str) -> None:
+    if policy not in ("expand", "contract", "drop"):
+        raise ValueError(f"unknown misalignment policy {policy!r} (expand | contract | drop)")
+
+
 def resolve_spans(tokens: Tokens, spans: list[dict], policy: str) -> AlignResult:
     """Map each gold span onto token boundaries following `policy` (expand | contract | drop).
 
     Spans are processed in order of start; the kept spans are sorted and never overlap (a span that
     overlaps an earlier kept one, before or after alignment, is dropped with an event), so that
     `token_tags` -> `decode` gives them back exactly."""
-    if policy not in ("expand", "contract", "drop"):
-        raise ValueError(f"unknown misalignment policy {policy!r} (expand | contract | drop)")
+    _check_policy(policy)
     kept, events = [], []
-    ordered = tokens.starts == sorted(tokens.starts) and tokens.ends == sorted(tokens.ends)
-    hull_of = _hull_sorted if ordered else _hull
-    for span in sorted(spans, key=lambda sp: (sp["start"], sp["end"])):
+    hull_of = _hull_sorted if tokens.ordered else _hull
+    for span in sorted(spans, key=_START_END):
         start, end = span["start"], span["end"]
         hull = hull_of(tokens, start, end)
         if hull is None:
@@ -148,7 +165,7 @@ def _membership(tokens: Tokens, spans: list[dict]) -> list[int | None]:
 
 def token_tags(tokens: Tokens, spans: list[dict], strategy: str) -> list[str | None]:
     """Gold BIO tag per content token (None = not labelled, becomes -100)."""
-    spans = sorted(spans, key=lambda sp: (sp["start"], sp["end"]))
+    spans = sorted(spans, key=_START_END)
     member = _membership(tokens, spans)
     tags: list[str | None] = [None] * len(member)
     n, i = len(member), 0
@@ -175,14 +192,119 @@ def token_tags(tokens: Tokens, spans: list[dict], strategy: str) -> list[str | N
     return tags
 
 
+def _member_ranges(tokens: Tokens, spans: list[dict]) -> list[tuple[int, int]] | None:
+    """The token range [lo, hi) of each span: the tokens `_membership` gives it. None unless the tokens
+    are ordered and the spans sorted, non-empty and disjoint (then each range is contiguous)."""
+    if not tokens.ordered:
+        return None
+    starts, ends = tokens.starts, tokens.ends
+    ranges, prev_end = [], None
+    for sp in spans:
+        start, end = sp["start"], sp["end"]
+        if start >= end or (prev_end is not None and start < prev_end):
+            return None
+        prev_end = end
+        lo, hi = bisect_left(starts, start), bisect_right(ends, end)   # s >= start  and  e <= end
+        # all of them are members but an empty (whitespace) token on an edge of the span; with
+        # ordered tokens such tokens can only come first (at start) or last (at end)
+        while lo < hi and starts[lo] == ends[lo] == start:
+            lo += 1
+        while lo < hi and starts[hi - 1] == ends[hi - 1] == end:
+            hi -= 1
+        ranges.append((lo, max(lo, hi)))
+    return ranges
+
+
+def _aligned_ranges(tokens: Tokens, spans: list[dict]) -> list[tuple[int, int]] | None:
+    """The token range of each span when the tokens are ordered and every span (sorted) starts and
+    ends on token edges and does not overlap the one before: `resolve_spans` then keeps them all
+    as they are, without an event. None otherwise."""
+    if not tokens.ordered:
+        return None
+    starts, ends = tokens.starts, tokens.ends
+    ranges, prev_end = [], None
+    for sp in spans:
+        start, end = sp["start"], sp["end"]
+        lo, hi = bisect_right(ends, start), bisect_left(starts, end)   # the tokens overlapping the span
+        # the first starts and the last ends with the span (so neither is an empty token): aligned,
+        # and the overlapping tokens are exactly the span's members
+        if not (lo < hi and starts[lo] == start and ends[hi - 1] == end) or (prev_end is not None and start < prev_end):
+            return None
+        prev_end = end
+        ranges.append((lo, hi))
+    return ranges
+
+
+def outside_labels(word_ids: list[int], strategy: str, o_id: int | None) -> list[int | None]:
+    """Label ids of a sentence without entities: `o_id` where the strategy labels a token, else IGNORE."""
+    if strategy == "all":
+        return [o_id] * len(word_ids)
+    if strategy == "first":   # the sentence's edges count as a word change
+        return [o_id if w != prev else IGNORE for prev, w in zip([_EDGE, *word_ids], word_ids)]
+    return [o_id if w != nxt else IGNORE for w, nxt in zip(word_ids, [*word_ids[1:], _EDGE])]
+
+
+def _range_labels(tokens: Tokens, spans: list[dict], ranges: list[tuple[int, int]], strategy: str,
+                  label_id: dict[str, int]) -> list[int]:
+    """`token_tags` as label ids, given each span's member range: tokens outside every span get what
+    `outside_labels` gives them; then only the spans' tokens and the token next to each span (a unit
+    ends or starts there) are visited."""
+    word_ids, starts = tokens.word_ids, tokens.starts
+    o_id = label_id["O"]
+    labels = outside_labels(word_ids, strategy, o_id)
+    prev_hi = None
+    for (lo, hi), sp in zip(ranges, spans):
+        if lo == hi:
+            continue
+        start, b_tag, i_tag = sp["start"], f"B-{sp['type']}", f"I-{sp['type']}"
+        if strategy not in ("first", "all") and lo > 0 and lo != prev_hi:   # last (as in token_tags)
+            labels[lo - 1] = o_id   # the token before the span ends a unit
+        head = lo                   # first token of the current unit (a run of one word in the span)
+        for i in range(lo, hi):
+            if word_ids[i] != word_ids[head]:
+                head = i
+            if strategy == "all":
+                labels[i] = label_id[b_tag if i == head and starts[i] == start else i_tag]
+            elif (i == head) if strategy == "first" else (i + 1 == hi or word_ids[i + 1] != word_ids[head]):
+                labels[i] = label_id[b_tag if starts[head] == start else i_tag]   # first: the unit's first token; last: its last
+        if strategy == "first" and hi < len(labels):
+            labels[hi] = o_id       # the token after the span starts a unit (the next span may take it)
+        prev_hi = hi
+    return labels
+
+
+def token_labels(tokens: Tokens, spans: list[dict], strategy: str, label_id: dict[str, int]) -> list[int]:
+    """`token_tags` mapped through `label_id` (None -> IGNORE), visiting only the spans' tokens where
+    `_member_ranges` applies (ordered tokens, sorted disjoint spans), else through `token_tags`."""
+    spans = sorted(spans, key=_START_END)
+    ranges = _member_ranges(tokens, spans)
+    if ranges is None:
+        label_of = {None: IGNORE, **label_id}
+        return [label_of[t] for t in token_tags(tokens, spans, strategy)]
+    return _range_labels(tokens, spans, ranges, strategy, label_id)
+
+
+def gold_labels(tokens: Tokens, spans: list[dict], policy: str, strategy: str,
+                label_id: dict[str, int]) -> tuple[list[int], list[dict]]:
+    """Label ids and misalignment events for a sentence's gold spans: `resolve_spans` then
+    `token_labels`. When every span is already token-aligned (the usual case) the policy has nothing
+    to do, and the labels come straight from the spans' token ranges."""
+    _check_policy(policy)
+    by_start = sorted(spans, key=_START_END)
+    ranges = _aligned_ranges(tokens, by_start)
+    if ranges is not None:
+        return _range_labels(tokens, by_start, ranges, strategy, label_id), []
+    res = resolve_spans(tokens, spans, policy)
+    return token_labels(tokens, res.spans, strategy, label_id), res.events
+
+
 def labelled_positions(word_ids: list[int], strategy: str) -> list[bool]:
     """Which tokens carry a prediction under the labelling strategy (per word, at inference)."""
-    n = len(word_ids)
     if strategy == "all":
-        return [True] * n
-    if strategy == "first":
-        return [i == 0 or word_ids[i] != word_ids[i - 1] for i in range(n)]
-    return [i == n - 1 or word_ids[i] != word_ids[i + 1] for i in range(n)]
+        return [True] * len(word_ids)
+    if strategy == "first":   # the sentence's edges count as a word change
+        return [w != prev for prev, w in zip([_EDGE, *word_ids], word_ids)]
+    return [w != nxt for w, nxt in zip(word_ids, [*word_ids[1:], _EDGE])]
 
 
 def fill_tags(word_ids: list[int], tags: list[str | None], strategy: str) -> list[str]:

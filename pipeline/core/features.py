@@ -12,9 +12,8 @@ from pipeline.core.align import (
     IGNORE,
     Tokens,
     effective_offsets,
-    labelled_positions,
-    resolve_spans,
-    token_tags,
+    gold_labels,
+    outside_labels,
     windows,
 )
 
@@ -95,9 +94,9 @@ class Featurizer:
         self.tok, self.cfg = tokenizer, cfg
         self.prefix, self.suffix = special_layout(tokenizer)
         self.max_content = content_length(cfg, len(self.prefix) + len(self.suffix))
+        self._pre_ignore, self._suf_ignore = [IGNORE] * len(self.prefix), [IGNORE] * len(self.suffix)
         self.topic_id = {t: i for i, t in enumerate(cfg.topics)}
         self.tag_id = {t: i for i, t in enumerate(cfg.tags)}
-        self._label_of = {None: IGNORE, **self.tag_id}
         # The Rust tokenizer behind the fast tokenizer, own copy: no truncation/padding whatever the
         # shared one was last set to; same added/special-token handling as tokenizer(...) uses.
         from tokenizers import Tokenizer
@@ -119,35 +118,41 @@ class Featurizer:
 
     def encode(self, records: list[dict], first_index: int = 0) -> Encoded:
         """Rows for `records` (dicts with sentence and optionally id, task_A, task_B)."""
-        cfg, rows, events = self.cfg, [], []
-        prefix, suffix = self.prefix, self.suffix
-        pre_ign, suf_ign = [IGNORE] * len(prefix), [IGNORE] * len(suffix)
-        o_id = self.tag_id.get("O")
-        max_content = self.max_content
+        rows, events = [], []
+        if records:  # validate the stride once: _rows skips windows() for sentences that fit one window
+            windows(0, self.max_content, self.cfg.stride)
         for k, (rec, (ids, tokens)) in enumerate(zip(records, self.tokens([r["sentence"] for r in records]))):
-            n = len(ids)
-            gold = rec.get("task_B")
-            if gold:
-                res = resolve_spans(tokens, gold, cfg.misaligned)
-                for ev in res.events:
-                    events.append({"id": rec.get("id"), "sentence": rec["sentence"], "policy": cfg.misaligned, **ev})
-                labels = list(map(self._label_of.__getitem__, token_tags(tokens, res.spans, cfg.label_subwords)))
-            elif gold is not None:  # annotated, no entities: "O" wherever the strategy labels
-                labels = [o_id if u else IGNORE for u in labelled_positions(tokens.word_ids, cfg.label_subwords)]
-            else:  # entities not annotated
-                labels = [IGNORE] * n
-            topic = rec.get("task_A")
-            topic_label = self.topic_id[topic] if topic is not None else IGNORE
-            rid = rec.get("id") or ""
-            for w, (a, b) in enumerate(windows(n, max_content, cfg.stride)):
-                rows.append({
-                    "record": first_index + k, "id": rid, "window": w, "token_start": a,
-                    "input_ids": prefix + ids[a:b] + suffix,
-                    "labels": pre_ign + labels[a:b] + suf_ign,
-                    "topic": topic_label,
-                    "starts": tokens.starts[a:b], "ends": tokens.ends[a:b], "word_ids": tokens.word_ids[a:b],
-                })
+            labels = self._labels(rec, tokens, events)
+            rows += self._rows(first_index + k, rec, ids, labels, tokens)
         return Encoded(rows, events)
+
+    def _labels(self, rec: dict, tokens: Tokens, events: list[dict]) -> list[int]:
+        """Label id per content token (IGNORE where unlabelled); misaligned spans go to `events`."""
+        cfg, gold = self.cfg, rec.get("task_B")
+        if gold:
+            labels, misaligned = gold_labels(tokens, gold, cfg.misaligned, cfg.label_subwords, self.tag_id)
+            for ev in misaligned:
+                events.append({"id": rec.get("id"), "sentence": rec["sentence"], "policy": cfg.misaligned, **ev})
+            return labels
+        if gold is not None:  # annotated, no entities: "O" wherever the strategy labels
+            return outside_labels(tokens.word_ids, cfg.label_subwords, self.tag_id.get("O"))
+        return [IGNORE] * len(tokens.word_ids)  # entities not annotated
+
+    def _rows(self, index: int, rec: dict, ids: list[int], labels: list[int], tokens: Tokens) -> list[dict]:
+        """One row per window, special tokens added around each window's content."""
+        rid, topic = rec.get("id") or "", rec.get("task_A")
+        topic = self.topic_id[topic] if topic is not None else IGNORE
+        prefix, suffix, pre_ign, suf_ign = self.prefix, self.suffix, self._pre_ignore, self._suf_ignore
+        n = len(ids)
+        if n <= self.max_content:  # one window: the sentence's own lists (fresh per sentence), no slices
+            if prefix or suffix:
+                ids, labels = [*prefix, *ids, *suffix], [*pre_ign, *labels, *suf_ign]
+            return [{"record": index, "id": rid, "window": 0, "token_start": 0, "input_ids": ids, "labels": labels,
+                     "topic": topic, "starts": tokens.starts, "ends": tokens.ends, "word_ids": tokens.word_ids}]
+        return [{"record": index, "id": rid, "window": w, "token_start": a,
+                 "input_ids": [*prefix, *ids[a:b], *suffix], "labels": [*pre_ign, *labels[a:b], *suf_ign],
+                 "topic": topic, "starts": tokens.starts[a:b], "ends": tokens.ends[a:b], "word_ids": tokens.word_ids[a:b]}
+                for w, (a, b) in enumerate(windows(n, self.max_content, self.cfg.stride))]
 
 
 COUNT_KEYS = ("records", "windows", "windowed_records", "tokens", "spans", "aligned", "expanded", "contracted",
