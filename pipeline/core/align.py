@@ -192,47 +192,43 @@ def token_tags(tokens: Tokens, spans: list[dict], strategy: str) -> list[str | N
     return tags
 
 
-def _member_ranges(tokens: Tokens, spans: list[dict]) -> list[tuple[int, int]] | None:
-    """The token range [lo, hi) of each span: the tokens `_membership` gives it. None unless the tokens
-    are ordered and the spans sorted, non-empty and disjoint (then each range is contiguous)."""
+def _span_ranges(tokens: Tokens, spans: list[dict], range_of) -> list[tuple[int, int]] | None:
+    """Each span's token range [lo, hi) by `range_of(starts, ends, start, end)`, for ordered tokens
+    and sorted spans that do not overlap. None when the tokens are not ordered, two spans overlap,
+    or `range_of` gives None for a span: then the caller takes the general path."""
     if not tokens.ordered:
         return None
-    starts, ends = tokens.starts, tokens.ends
     ranges, prev_end = [], None
     for sp in spans:
         start, end = sp["start"], sp["end"]
-        if start >= end or (prev_end is not None and start < prev_end):
+        found = None if prev_end is not None and start < prev_end else range_of(tokens.starts, tokens.ends, start, end)
+        if found is None:
             return None
+        ranges.append(found)
         prev_end = end
-        lo, hi = bisect_left(starts, start), bisect_right(ends, end)   # s >= start  and  e <= end
-        # all of them are members but an empty (whitespace) token on an edge of the span; with
-        # ordered tokens such tokens can only come first (at start) or last (at end)
-        while lo < hi and starts[lo] == ends[lo] == start:
-            lo += 1
-        while lo < hi and starts[hi - 1] == ends[hi - 1] == end:
-            hi -= 1
-        ranges.append((lo, max(lo, hi)))
     return ranges
 
 
-def _aligned_ranges(tokens: Tokens, spans: list[dict]) -> list[tuple[int, int]] | None:
-    """The token range of each span when the tokens are ordered and every span (sorted) starts and
-    ends on token edges and does not overlap the one before: `resolve_spans` then keeps them all
-    as they are, without an event. None otherwise."""
-    if not tokens.ordered:
+def _member_range(starts: list[int], ends: list[int], start: int, end: int) -> tuple[int, int] | None:
+    """The tokens `_membership` gives a non-empty span (None for an empty one)."""
+    if start >= end:
         return None
-    starts, ends = tokens.starts, tokens.ends
-    ranges, prev_end = [], None
-    for sp in spans:
-        start, end = sp["start"], sp["end"]
-        lo, hi = bisect_right(ends, start), bisect_left(starts, end)   # the tokens overlapping the span
-        # the first starts and the last ends with the span (so neither is an empty token): aligned,
-        # and the overlapping tokens are exactly the span's members
-        if not (lo < hi and starts[lo] == start and ends[hi - 1] == end) or (prev_end is not None and start < prev_end):
-            return None
-        prev_end = end
-        ranges.append((lo, hi))
-    return ranges
+    lo, hi = bisect_left(starts, start), bisect_right(ends, end)   # s >= start  and  e <= end
+    # all of them are members but an empty (whitespace) token on an edge of the span; with
+    # ordered tokens such tokens can only come first (at start) or last (at end)
+    while lo < hi and starts[lo] == ends[lo] == start:
+        lo += 1
+    while lo < hi and starts[hi - 1] == ends[hi - 1] == end:
+        hi -= 1
+    return lo, max(lo, hi)
+
+
+def _aligned_range(starts: list[int], ends: list[int], start: int, end: int) -> tuple[int, int] | None:
+    """The tokens of a span that starts and ends on token edges (None when it does not): then
+    `resolve_spans` keeps it as it is, without an event, and these are exactly its members."""
+    lo, hi = bisect_right(ends, start), bisect_left(starts, end)   # the tokens overlapping the span
+    # the first starts and the last ends with the span, so neither is an empty token
+    return (lo, hi) if lo < hi and starts[lo] == start and ends[hi - 1] == end else None
 
 
 def outside_labels(word_ids: list[int], strategy: str, o_id: int | None) -> list[int | None]:
@@ -275,9 +271,9 @@ def _range_labels(tokens: Tokens, spans: list[dict], ranges: list[tuple[int, int
 
 def token_labels(tokens: Tokens, spans: list[dict], strategy: str, label_id: dict[str, int]) -> list[int]:
     """`token_tags` mapped through `label_id` (None -> IGNORE), visiting only the spans' tokens where
-    `_member_ranges` applies (ordered tokens, sorted disjoint spans), else through `token_tags`."""
+    `_span_ranges` applies (ordered tokens, sorted disjoint spans), else through `token_tags`."""
     spans = sorted(spans, key=_START_END)
-    ranges = _member_ranges(tokens, spans)
+    ranges = _span_ranges(tokens, spans, _member_range)
     if ranges is None:
         label_of = {None: IGNORE, **label_id}
         return [label_of[t] for t in token_tags(tokens, spans, strategy)]
@@ -291,7 +287,7 @@ def gold_labels(tokens: Tokens, spans: list[dict], policy: str, strategy: str,
     to do, and the labels come straight from the spans' token ranges."""
     _check_policy(policy)
     by_start = sorted(spans, key=_START_END)
-    ranges = _aligned_ranges(tokens, by_start)
+    ranges = _span_ranges(tokens, by_start, _aligned_range)
     if ranges is not None:
         return _range_labels(tokens, by_start, ranges, strategy, label_id), []
     res = resolve_spans(tokens, spans, policy)
