@@ -1,5 +1,5 @@
 """Scale benchmark: does memory grow with the corpus? Peak RSS and wall time of the real stages
-(`python -m pipeline featurize | train | evaluate | predict`) on corpora of several sizes, and the
+(`python -m pipeline featurize | train | evaluate | predict | select`) on corpora of several sizes, and the
 train stage's time to its first optimizer step, with a tiny encoder, so that the data path, not the
 model, is measured.
 
@@ -12,14 +12,17 @@ and test split (--eval-records each) are written as a validated directory; the f
 makes the features, then the train stage runs one epoch over them. Evaluate then scores a test
 split of the same N windows (the train split's features and records, linked in as test.arrow and
 test.jsonl) and predict runs over the N train sentences as a .txt file (one per line, output to a
-file). The encoder is a BERT of one layer of
+file); select (--strategy uncertainty --task both, --select-budget picks, Label Studio tasks) scores
+the same pool, so its sentences/s compare with predict's (issue 21: within 10 %) and its memory
+with the pool's size. Its --raw-dir holds a copy of the dev split (sentences it must leave out). The encoder is a BERT of one layer of
 width 32 with random weights and the packaged all-MiniLM-L6-v2 tokenizer (WordPiece, 30,522 ids),
 built here, so the run needs no hub. Peak RSS is each stage process's own ru_maxrss (wait4);
 time to first step is from the stage's launch to the end of its first training step (the train
 stage's --speed file says when that was).
 
 Targets (issue 20): train, evaluate and predict peak RSS at the largest size <= 1.3x at the
-smallest (sizes 100k and 1M), train's time to the first step at 1M <= 10 s. Writes the table to stdout and, with --plot, a PNG of peak
+smallest (sizes 100k and 1M), train's time to the first step at 1M <= 10 s. Issue 21: select in
+bounded memory, at predict's sentences/s or better (select / predict wall time <= 1.1). Writes the table to stdout and, with --plot, a PNG of peak
 RSS and wall time against the number of windows.
 """
 from __future__ import annotations
@@ -32,7 +35,7 @@ from pathlib import Path
 
 import _common as C
 
-RSS_TARGET, FIRST_STEP_TARGET = 1.3, 10.0
+RSS_TARGET, FIRST_STEP_TARGET, SELECT_TARGET = 1.3, 10.0, 1.1
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
@@ -80,6 +83,13 @@ def write_pool(validated: Path, out: Path) -> Path:
     return out
 
 
+def annotated(d: Path) -> Path:
+    """A raw-data directory for select: the dev split's records, whose sentences are never picked."""
+    (d / "raw").mkdir()
+    shutil.copyfile(d / "validated" / "dev.jsonl", d / "raw" / "dev.jsonl")
+    return d / "raw"
+
+
 def one_size(args, encoder: Path, records: list[dict], n: int, work: Path) -> dict:
     d = work / f"n{n}"
     C.write_validated(d / "validated", records, n, args.eval_records)
@@ -105,6 +115,9 @@ def one_size(args, encoder: Path, records: list[dict], n: int, work: Path) -> di
     pool = write_pool(d / "validated", d / "pool.txt")
     predict = stage("predict", d, C.stage_cmd(
         "predict", "--params", params, "--model", d / "model", "--input", pool, "--output", d / "predictions.jsonl"))
+    select = stage("select", d, C.stage_cmd(
+        "select", "--params", params, "--model", d / "model", "--pool", pool, "--budget", args.select_budget,
+        "--raw-dir", annotated(d), "--output", d / "tasks.json"))
     features_mib = sum(f.stat().st_size for f in (d / "features").iterdir()) / 2**20
     shutil.rmtree(d, ignore_errors=True)
     return {"records": n, "windows": windows, "features_mib": round(features_mib, 1),
@@ -113,10 +126,11 @@ def one_size(args, encoder: Path, records: list[dict], n: int, work: Path) -> di
             "first_step_s": round(speed["first_step_at"] - train.launched_at, 2),
             "tokens_per_s": speed["tokens_per_second"],
             "evaluate_rss_mib": round(evaluate.peak_rss_mib, 1), "evaluate_s": round(evaluate.wall_s, 1),
-            "predict_rss_mib": round(predict.peak_rss_mib, 1), "predict_s": round(predict.wall_s, 1)}
+            "predict_rss_mib": round(predict.peak_rss_mib, 1), "predict_s": round(predict.wall_s, 1),
+            "select_rss_mib": round(select.peak_rss_mib, 1), "select_s": round(select.wall_s, 1)}
 
 
-STAGES = ("featurize", "train", "evaluate", "predict")
+STAGES = ("featurize", "train", "evaluate", "predict", "select")
 
 
 def plot(results: list[dict], path: str) -> None:
@@ -131,7 +145,7 @@ def plot(results: list[dict], path: str) -> None:
         left.plot(x, [r[f"{name}_rss_mib"] for r in results], marker="o", label=name)
         right.plot(x, [r[f"{name}_s"] for r in results], marker="o", label=name + (" (1 epoch)" if name == "train" else ""))
     right.plot(x, [r["first_step_s"] for r in results], marker="o", linestyle="--", label="train: to first step")
-    left.set(xscale="log", xlabel="windows (train; evaluate's test; predict's sentences)", ylabel="peak RSS (MiB)",
+    left.set(xscale="log", xlabel="windows (train; evaluate's test; predict's and select's pool)", ylabel="peak RSS (MiB)",
              title="Peak RSS of each stage process")
     left.set_ylim(bottom=0)
     right.set(xscale="log", yscale="log", xlabel="windows", ylabel="seconds", title="Wall time")
@@ -149,6 +163,7 @@ def main() -> None:
                     "quick: 10000 100000)")
     ap.add_argument("--eval-records", type=int, default=500, help="dev and test records each (default: %(default)s)")
     ap.add_argument("--batch-size", type=int, default=128, help="train.batch_size (default: %(default)s)")
+    ap.add_argument("--select-budget", type=int, default=1000, help="select --budget (default: %(default)s)")
     ap.add_argument("--plot", metavar="PNG", help="write the curves to this PNG")
     ap.add_argument("--work-dir", help="where the generated data goes (default: a temporary directory)")
     args = ap.parse_args()
@@ -176,6 +191,10 @@ def main() -> None:
     for name in STAGES:
         print(f"{name} peak RSS x{ratios[name]:.2f} for x{growth:.1f} windows"
               + ("" if name == "featurize" else f": {C.verdict(ratios[name], RSS_TARGET, higher_is_better=False)}"))
+    for r in results:
+        speed = r["select_s"] / r["predict_s"]
+        print(f"select / predict wall time at {r['windows']:,} sentences: {speed:.2f} "
+              f"({C.verdict(speed, SELECT_TARGET, higher_is_better=False)})")
     print(f"train: time to first step at {large['windows']:,} windows {large['first_step_s']} s: "
           f"{'PASS' if large['first_step_s'] <= FIRST_STEP_TARGET else 'FAIL'} (<= {FIRST_STEP_TARGET})")
     if args.plot:
