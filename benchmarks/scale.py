@@ -12,8 +12,8 @@ and test split (--eval-records each) are written as a validated directory; the f
 makes the features, then the train stage runs one epoch over them. Evaluate then scores a test
 split of the same N windows (the train split's features and records, linked in as test.arrow and
 test.jsonl) and predict runs over the N train sentences as a .txt file (one per line, output to a
-file); select (--strategy uncertainty --task both, --select-budget picks, Label Studio tasks) scores
-the same pool, so its sentences/s compare with predict's (issue 21: within 10 %) and its memory
+file, each line made unique by its line number); select (--strategy uncertainty --task both,
+--select-budget picks, Label Studio tasks) scores the same pool, so its sentences/s compare with predict's (issue 21: within 10 %) and its memory
 with the pool's size. Its --raw-dir holds a copy of the dev split (sentences it must leave out). The encoder is a BERT of one layer of
 width 32 with random weights and the packaged all-MiniLM-L6-v2 tokenizer (WordPiece, 30,522 ids),
 built here, so the run needs no hub. Peak RSS is each stage process's own ru_maxrss (wait4);
@@ -77,9 +77,10 @@ def eval_inputs(d: Path) -> tuple[Path, Path]:
 
 
 def write_pool(validated: Path, out: Path) -> Path:
-    """The train split's sentences, one per line: predict's input."""
+    """The train split's sentences, one per line, each made unique by its line number at the end: the
+    --data records are cycled, and select leaves repeats out (it would score only the distinct few)."""
     with open(validated / "train.jsonl", encoding="utf-8") as src, open(out, "w", encoding="utf-8") as dst:
-        dst.writelines(json.loads(line)["sentence"].replace("\n", " ") + "\n" for line in src)
+        dst.writelines(f"{json.loads(line)['sentence'].replace(chr(10), ' ')} {k}\n" for k, line in enumerate(src))
     return out
 
 
