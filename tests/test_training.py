@@ -16,6 +16,7 @@ from pipeline.core.align import IGNORE
 from pipeline.core.device import pick_device
 from pipeline.core.features import FeatureConfig, Featurizer
 from pipeline.core.model import MultiTaskModel
+from pipeline.storage import feature_store
 from pipeline.storage.hub import load_encoder, load_tokenizer
 from pipeline.storage.params import tag_names
 
@@ -188,7 +189,7 @@ def test_task_sampling_is_deterministic_per_seed_and_cycles_a_small_group():
     assert len(ner) > 250 and ner[250:500] != ner[:250]                    # then a reshuffled pass
 
 
-def test_alternating_takes_the_groups_in_turn_and_rows_labelled_for_nothing_are_left_out(setup):
+def test_alternating_takes_the_groups_in_turn_and_rows_labelled_for_nothing_are_left_out(setup, tmp_path):
     _, rows = setup
     groups = ["topic", "ner", "both", None, "topic", "ner", "both", "topic"]
     batches = balancing.task_balanced_batches([5] * 8, groups, 1, 0, False, "alternating")
@@ -197,7 +198,10 @@ def test_alternating_takes_the_groups_in_turn_and_rows_labelled_for_nothing_are_
     both = {**rows[0]}
     topic_only, ner_only = {**both, "labels": [IGNORE] * len(both["labels"])}, {**both, "topic": IGNORE}
     nothing = {**topic_only, "topic": IGNORE}
-    assert balancing.task_groups([both, topic_only, ner_only, nothing]) == ["both", "topic", "ner", None]
+    with feature_store.writer(tmp_path / "train.arrow") as out:
+        out.write_rows([both, topic_only, ner_only, nothing])
+    stored = feature_store.FeatureRows(tmp_path / "train.arrow")
+    assert balancing.groups_from_flags(stored.has_topic, stored.has_ner) == ["both", "topic", "ner", None]
     natural = SimpleNamespace(task_sampling="natural", batch_size=2, seed=1, group_by_length=True)
     assert balancing.epoch_batches([5] * 8, groups, natural, 2) == training.length_grouped_batches([5] * 8, 2, 3, True)
 

@@ -92,13 +92,9 @@ class LossWeighting(nn.Module):
         return round(float(w[0]), 6), round(float(w[1]), 6)
 
 
-def task_groups(rows: list[dict]) -> list[str | None]:
-    """Each feature row's group: "topic", "ner", "both", or None (labelled for nothing)."""
-    return groups_from_flags([r["topic"] != IGNORE for r in rows], [any(x != IGNORE for x in r["labels"]) for r in rows])
-
-
 def groups_from_flags(has_topic, has_ner) -> list[str | None]:
-    """task_groups from per-row flags (a topic label; any NER label), e.g. a FeatureRows' columns."""
+    """Each feature row's group, "topic", "ner", "both" or None (labelled for nothing), from per-row
+    flags: a topic label, any NER label (a FeatureRows' has_topic and has_ner)."""
     names = {(True, True): "both", (True, False): "topic", (False, True): "ner", (False, False): None}
     return [names[bool(t), bool(n)] for t, n in zip(has_topic, has_ner, strict=True)]
 
@@ -143,7 +139,7 @@ def task_balanced_batches(lengths: list[int], groups: list[str | None], batch_si
 
 def epoch_batches(lengths: list[int], groups: list[str | None], tp, epoch: int) -> list[list[int]]:
     """An epoch's global batches as train.task_sampling says (natural: length_grouped_batches, as
-    ever); seeded by train.seed + the epoch's index. groups: task_groups of the rows."""
+    ever); seeded by train.seed + the epoch's index. groups: groups_from_flags of the rows."""
     if tp.task_sampling == "natural":
         return length_grouped_batches(lengths, tp.batch_size, tp.seed + epoch, tp.group_by_length)
     return task_balanced_batches(lengths, groups, tp.batch_size, tp.seed + epoch, tp.group_by_length,

@@ -9,7 +9,7 @@ import torch
 from pipeline.core.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
 from pipeline.core.device import autocast
 from pipeline.core.features import Featurizer
-from pipeline.core.model import ModelMeta
+from pipeline.core.model import ModelMeta, MultiTaskModel, pool
 
 
 def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
@@ -53,6 +53,21 @@ def run_model(model, rows: list[dict], batch_size: int, pad_id: int, device: tor
         if progress is not None:
             progress.update(len(idx))
     return out
+
+
+@torch.no_grad()
+def pooled_embeddings(model: MultiTaskModel, rows: list[dict], batch_size: int, pad_id: int,
+                      device: torch.device) -> torch.Tensor:
+    """The topic head's input for every row (the encoder in eval mode: no dropout), in row order."""
+    model.eval()
+    out = []
+    for b in range(0, len(rows), batch_size):
+        batch = collate(rows[b:b + batch_size], pad_id, with_labels=False)
+        mask = batch["attention_mask"].to(device)
+        with autocast(device):
+            states = model.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
+        out.append(pool(states, mask, model.pooling).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.encoder.config.hidden_size)
 
 
 def group_windows(rows: list[dict]) -> list[list[int]]:

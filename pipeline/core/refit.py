@@ -17,10 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.core.align import IGNORE
-from pipeline.core.device import autocast
-from pipeline.core.inference import collate, group_windows
+from pipeline.core.inference import group_windows, pooled_embeddings
 from pipeline.core.metrics import topic_metrics
-from pipeline.core.model import MultiTaskModel, pool
+from pipeline.core.model import MultiTaskModel
 
 
 @dataclass(frozen=True)
@@ -33,21 +32,6 @@ class RefitResult:
     @property
     def gain(self) -> float:
         return round(self.dev_scores[self.best_epoch] - self.dev_scores[0], 4)
-
-
-@torch.no_grad()
-def pooled_embeddings(model: MultiTaskModel, rows: list[dict], batch_size: int, pad_id: int,
-                      device: torch.device) -> torch.Tensor:
-    """The topic head's input for every row (the encoder in eval mode: no dropout), in row order."""
-    model.eval()
-    out = []
-    for b in range(0, len(rows), batch_size):
-        batch = collate(rows[b:b + batch_size], pad_id, with_labels=False)
-        mask = batch["attention_mask"].to(device)
-        with autocast(device):
-            states = model.encoder(input_ids=batch["input_ids"].to(device), attention_mask=mask).last_hidden_state
-        out.append(pool(states, mask, model.pooling).float().cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.encoder.config.hidden_size)
 
 
 @torch.no_grad()

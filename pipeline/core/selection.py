@@ -37,9 +37,8 @@ import numpy as np
 import torch
 
 from pipeline.core.align import labelled_positions
-from pipeline.core.device import autocast
-from pipeline.core.inference import collate, group_windows, merge_record, run_model
-from pipeline.core.model import ModelMeta, pool
+from pipeline.core.inference import group_windows, merge_record, pooled_embeddings, run_model
+from pipeline.core.model import ModelMeta
 from pipeline.core.records import normalise
 
 STRATEGIES = ("uncertainty", "diverse", "random")
@@ -153,22 +152,10 @@ def candidates(strategy: str, priority: np.ndarray | None, n: int, budget: int, 
     raise ValueError(f"unknown strategy {strategy!r} (one of {', '.join(STRATEGIES)})")
 
 
-@torch.inference_mode()
 def sentence_embeddings(model, rows: list[dict], batch_size: int, pad_id: int, device: torch.device) -> np.ndarray:
     """Per record of `rows`: the pooled encoder state the topic head reads (the model's own pooling
-    over the attention mask), averaged over the record's windows. Rows are batched by length."""
+    over the attention mask, inference.pooled_embeddings), averaged over the record's windows."""
     if not rows:
         return np.zeros((0, 0))
-    model.eval()
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
-    pooled = [None] * len(rows)
-    for b in range(0, len(order), batch_size):
-        idx = order[b:b + batch_size]
-        batch = collate([rows[i] for i in idx], pad_id, with_labels=False)
-        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
-        with autocast(device):
-            states = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
-        vectors = pool(states.float(), mask, model.pooling).cpu().numpy()
-        for j, i in enumerate(idx):
-            pooled[i] = vectors[j]
-    return np.stack([np.mean([pooled[i] for i in group], axis=0) for group in group_windows(rows)])
+    pooled = pooled_embeddings(model, rows, batch_size, pad_id, device).numpy()
+    return np.stack([pooled[group].mean(axis=0) for group in group_windows(rows)])

@@ -34,7 +34,7 @@ def featurize_split(featurizer: Featurizer, in_path: Path, split: str, out_path:
             progress.bar(progress.count_lines(in_path), f"featurize {split}", " rec") as bar:
         while chunk := list(itertools.islice(records, CHUNK)):
             encoded = featurizer.encode(chunk, first_index=totals["records"])
-            feature_store.write_rows(writer, encoded.rows)
+            writer.write_rows(encoded.rows)
             for key, n in chunk_counts(chunk, encoded).items():
                 totals[key] += n
             for event in encoded.events:

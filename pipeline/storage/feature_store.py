@@ -83,10 +83,6 @@ def writer(path: Path) -> Iterator[FeatureWriter]:
         out.close()
 
 
-def write_rows(writer: FeatureWriter, rows: list[dict]) -> None:
-    writer.write_rows(rows)
-
-
 def write_meta(features_dir: Path, meta: FeatureMeta) -> None:
     write_json(Path(features_dir) / META, dataclasses.asdict(meta))
 
@@ -183,6 +179,3 @@ class FeatureRows:
     def _to_rows(part) -> list[dict]:
         """Arrow rows as Python row dicts: the one place rows are materialised (tests count them)."""
         return part.to_pylist()
-
-    def close(self) -> None:
-        self._source.close()

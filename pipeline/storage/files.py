@@ -159,10 +159,17 @@ def write_json(path: str | Path, obj) -> None:
 
 
 @contextmanager
+def _text_file(path: str | Path):
+    """A UTF-8 text file written as it goes, which appears whole when the block ends without an error."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+        yield fh
+
+
+@contextmanager
 def jsonl_writer(path: str | Path) -> Iterator:
     """A function that appends one record to a JSONL file as it is found; the file appears, whole,
     when the block ends without an error."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    with _text_file(path) as fh:
         yield lambda rec: fh.write(dumps(rec) + "\n")
 
 
@@ -179,7 +186,7 @@ def write_json_array(path: str | Path, items: Iterable) -> int:
     """write_json of a list, byte for byte, written item by item: a long list (a plot's one row
     per record) is never held whole in memory or as one string."""
     n = 0
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="\n") as fh:
+    with _text_file(path) as fh:
         for item in items:
             fh.write(("[\n  " if n == 0 else ",\n  ") + dumps(item, indent=2).replace("\n", "\n  "))
             n += 1
