@@ -41,7 +41,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cli import run_cli, stage_parser
-from pipeline.core.device import pick_device, set_threads
 from pipeline.core.inference import Predictor
 from pipeline.core.selection import (
     STRATEGIES,
@@ -58,6 +57,7 @@ from pipeline.storage import model_dir
 from pipeline.storage import params as params_mod
 from pipeline.storage.errors import PipelineError
 from pipeline.storage.files import distinct_from_inputs, output_target, write_json, write_jsonl
+from pipeline.storage.predictor import load_predictor
 from pipeline.storage.raw_data import find_raw_files, read_records
 from pipeline.storage.sentences import capped, input_files, read_inputs
 
@@ -160,18 +160,13 @@ def fetch(items: Iterator[dict], scan: Scan, wanted: list[int]) -> list[dict]:
     return [found[i] for i in wanted]
 
 
-def load_predictor(args, p) -> Predictor:
+def predictor_for(args, p) -> Predictor:
+    """The model as predict loads it (PyTorch), with the options or params predict.* settings."""
     threads = p.predict.threads if args.threads is None else args.threads
     batch_size = p.predict.batch_size if args.batch_size is None else args.batch_size
     if threads < 0 or batch_size < 1:
         raise PipelineError("--threads must be 0 (one per core) or more and --batch-size at least 1")
-    set_threads(threads)
-    try:
-        device = pick_device(args.device)
-    except ValueError as exc:
-        raise PipelineError(f"--device {exc}") from None
-    model, tokenizer, meta = model_dir.load(args.model, str(device), p.encoder.trust_remote_code)
-    return Predictor(model, tokenizer, meta, batch_size, device)
+    return load_predictor(args.model, batch_size, args.device, p.encoder.trust_remote_code, threads=threads)
 
 
 def chunk_scorer(predictor: Predictor):
@@ -250,7 +245,7 @@ def main(argv: list[str] | None = None) -> None:
     check_args(args, raw_dir)
     input_files(args.pool)   # a missing pool, or a directory with nothing to read, fails before the model loads
     annotated = annotated_keys(Path(raw_dir), p.validate.allow_external_symlinks)
-    predictor = load_predictor(args, p)
+    predictor = predictor_for(args, p)
     scan, inputs, scores = select(args, p, predictor, annotated)
     if not inputs:
         raise PipelineError(f"--pool {args.pool}: no sentence left to pick ({scan.read} read, {scan.annotated} "
