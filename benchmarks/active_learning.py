@@ -18,12 +18,22 @@ an import. Round 0 (the seed set) is trained once per seed and shared by the str
 curve starts from the same model. Strategies: random, uncertainty, diverse, with --task (default
 both, the select command's default).
 
-Two tasks on one-task data: every pool sentence has gold for one task only, so a picked sentence
-reveals whatever gold it has (a Re-DocRED sentence its entities, a headline its topic), as an
-annotator who labels both tasks would on sentences where the other task is empty. `--task both`
-ranks the mixed pool by the average of the two tasks' rank percentiles, as `select` does; so a
-strategy also decides how many labels go to each task, and the tables show that mix. The x axis is
-the number of labelled sentences (both tasks together: what an annotator is paid for).
+Two tasks on one-task data: every sentence of this data has gold for one task only (a Re-DocRED
+sentence its entities, a headline its topic), and a picked sentence can reveal only the gold it has.
+So by default (--pools split) each dataset is its own pool and each round picks half the batch from
+each, by the uncertainty of the task that pool is annotated for (`select --task ner` on the
+Re-DocRED pool, `select --task topic` on the HuffPost pool; random draws half from each too). Every
+strategy then gives each task the same number of labels per round, and the curves compare which
+sentences a strategy picks, not how it splits the budget between tasks. --pools mixed is the
+earlier design: one interleaved pool ranked by `select --task TASK` (default both, the rank
+average), where a strategy also decides the mix; on this data that starves a task, because a
+sentence the model is unsure of for NER may be a headline that has no NER gold to reveal (the quick
+run in RESULTS.md: 18-26 % NER sentences among uncertainty's picks against 49 % for random). A
+user's annotator labels both tasks on every picked sentence, so this only arises in simulation. The
+x axis is the number of labelled sentences (both tasks together: what an annotator is paid for).
+
+Seeds can run in parallel processes (--seed-ids 0 / --seed-ids 1,2 with their own --work-dir), then
+`--merge A/results.json B/results.json` with the same flags reports them together.
 
 The real code, nothing re-implemented: each round runs the stages' own main() in this process
 (`validate`, `featurize`, `train`, `select`, with the argv DVC would give them; --stage-processes
@@ -97,8 +107,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, help="train.epochs for every round (default: params.yaml's, with its "
                     f"early stopping; --quick: {QUICK['epochs']})")
     ap.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: %(default)s)")
+    ap.add_argument("--pools", choices=("split", "mixed"), default="split",
+                    help="split: one pool per dataset, half of each round's batch picked from each for the task it is "
+                         "annotated for (select --task ner / topic); mixed: one pool of both, picked by select --task "
+                         "TASK (default: %(default)s)")
     ap.add_argument("--task", choices=("both", "topic", "ner"), default="both",
-                    help="select --task: whose uncertainty ranks the pool (default: %(default)s)")
+                    help="with --pools mixed: select --task, whose uncertainty ranks the pool (default: %(default)s)")
+    ap.add_argument("--seed-ids", help="comma-separated simulation seeds to run (default: 0 .. --seeds - 1); "
+                    "to run seeds in parallel processes, then --merge their results")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="RESULTS_JSON",
+                    help="no simulation: report the runs of these results.json files together (same settings)")
     ap.add_argument("--encoder", default=None, help="hub id or directory (default: the packaged all-MiniLM-L6-v2 model/)")
     ap.add_argument("--params", type=Path, default=REPO / "params.yaml", help="base params (default: %(default)s)")
     ap.add_argument("--ner-data", type=Path, default=DATA_DIR / "redocred-dev.jsonl", help="(default: %(default)s)")
@@ -115,6 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.encoder = args.encoder or default_encoder()
+    args.seed_ids = ([int(x) for x in args.seed_ids.split(",") if x.strip()] if args.seed_ids
+                     else list(range(args.seeds)))
+    args.seeds = len(args.seed_ids)
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     bad = set(args.strategies) - set(STRATEGIES)
     if bad or "random" not in args.strategies:
@@ -151,9 +172,10 @@ def split_data(args) -> dict:
     return out
 
 
-def draw(data: dict, args, seed: int) -> tuple[list[dict], list[dict]]:
-    """(labelled seed set, unlabelled pool with gold kept aside) for one simulation seed."""
-    seed_set, pool = [], []
+def draw(data: dict, args, seed: int) -> tuple[list[dict], dict[str, list[dict]]]:
+    """(labelled seed set, unlabelled pools with gold kept aside) for one simulation seed: with
+    --pools split one pool per dataset ("ner", "topic"), with --pools mixed one ("mixed")."""
+    seed_set, pools = [], {}
     for kind in ("ner", "topic"):
         train = sorted(data[kind]["train"], key=lambda r: r["id"])
         random.Random(f"{seed}/{kind}").shuffle(train)
@@ -161,9 +183,12 @@ def draw(data: dict, args, seed: int) -> tuple[list[dict], list[dict]]:
         if len(train) < need:
             raise SystemExit(f"error: {kind}: {len(train)} train sentences, --seed-size + --pool-size needs {need}")
         seed_set += train[:args.seed_size]
-        pool += train[args.seed_size:need]
-    random.Random(f"{seed}/pool").shuffle(pool)  # the two datasets interleaved, as a real pool would be
-    return seed_set, pool
+        pools[kind] = train[args.seed_size:need]
+    if args.pools == "split":
+        return seed_set, pools
+    mixed = pools["ner"] + pools["topic"]
+    random.Random(f"{seed}/pool").shuffle(mixed)  # the two datasets interleaved, as a real pool would be
+    return seed_set, {"mixed": mixed}
 
 
 def write_raw(raw: Path, labelled: list[dict], dev: list[dict]) -> None:
@@ -230,14 +255,25 @@ def train_round(stages: Stages, params: Path, run: Path, labelled: list[dict], d
             "seconds": {k: round(v, 1) for k, v in t.items()}}
 
 
-def select_round(stages: Stages, params: Path, run: Path, pool_file: Path, strategy: str, args, seed: int) -> tuple:
-    """The select command on the pool, the labelled raw dir as --raw-dir; (picked sentences, seconds)."""
-    out = run / "picked.jsonl"
+def select_round(stages: Stages, params: Path, run: Path, pool_file: Path, strategy: str, task: str, budget: int,
+                 args, seed: int) -> tuple:
+    """The select command on one pool, the labelled raw dir as --raw-dir; (picked sentences, seconds)."""
+    out = run / f"picked-{pool_file.stem}.jsonl"
     secs = stages("select", ["--params", params, "--model", run / "model", "--raw-dir", run / "raw",
-                             "--pool", pool_file, "--budget", args.batch, "--strategy", strategy, "--task", args.task,
+                             "--pool", pool_file, "--budget", budget, "--strategy", strategy, "--task", task,
                              "--format", "jsonl", "--output", out, "--seed", seed, "--model-version", "al-bench",
                              "--device", "cpu", *(["--threads", args.threads] if args.threads else [])], run)
     return [r["sentence"] for r in read_jsonl(out)], secs
+
+
+def pick(stages: Stages, params: Path, run: Path, pool_files: dict[str, Path], strategy: str, args, seed: int) -> tuple:
+    """One round's batch: from the mixed pool by --task, or half from each dataset's pool for its task."""
+    if args.pools == "mixed":
+        return select_round(stages, params, run, pool_files["mixed"], strategy, args.task, args.batch, args, seed)
+    ner, ner_s = select_round(stages, params, run, pool_files["ner"], strategy, "ner", args.batch // 2, args, seed)
+    topic, topic_s = select_round(stages, params, run, pool_files["topic"], strategy, "topic",
+                                  args.batch - args.batch // 2, args, seed)
+    return ner + topic, ner_s + topic_s
 
 
 def reveal(sentences: list[str], gold: dict) -> list[dict]:
@@ -269,11 +305,13 @@ def simulate_seed(args, data: dict, seed: int, stages: Stages, log) -> dict[str,
     params = C.write_params(str(args.params), base / "params.yaml",
                             {"encoder.name": args.encoder, "validate.on_error": "drop", "train.seed": seed,
                              "train.device": "cpu", **({"train.epochs": args.epochs} if args.epochs else {})})
-    seed_set, pool = draw(data, args, seed)
+    seed_set, pools = draw(data, args, seed)
     dev = data["ner"]["dev"] + data["topic"]["dev"]
-    pool_file = base / "pool.jsonl"  # id and sentence only: the gold stays here, in `gold`
-    pool_file.write_text("".join(json.dumps({"id": r["id"], "sentence": r["sentence"]}, ensure_ascii=False) + "\n"
-                                 for r in pool), encoding="utf-8")
+    pool_files = {name: base / f"pool-{name}.jsonl" for name in pools}  # id and sentence only: the gold stays in `gold`
+    for name, pool in pools.items():
+        pool_files[name].write_text("".join(json.dumps({"id": r["id"], "sentence": r["sentence"]}, ensure_ascii=False)
+                                            + "\n" for r in pool), encoding="utf-8")
+    pool = [r for recs in pools.values() for r in recs]
     gold = {text_key(r["sentence"]): r for r in pool}
     run0 = base / "r0"
     res0 = train_round(stages, params, run0, seed_set, dev)
@@ -285,7 +323,7 @@ def simulate_seed(args, data: dict, seed: int, stages: Stages, log) -> dict[str,
         for r in range(1, args.rounds + 1):
             run = base / strategy / f"r{r}"
             run.mkdir(parents=True)
-            sentences, sel_s = select_round(stages, params, prev, pool_file, strategy, args, seed * 1000 + r)
+            sentences, sel_s = pick(stages, params, prev, pool_files, strategy, args, seed * 1000 + r)
             if prev != run0:
                 cleanup(prev, args.keep)
             picked = reveal(sentences, gold)
@@ -433,7 +471,9 @@ def plot(runs: list[dict], args, path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     band = "; band: ± 1 sd over seeds, thin lines: each seed" if len(runs) > 1 else ""
-    fig.suptitle(f"Active learning, {C.short(args.encoder)}: {args.batch} per round, select --task {args.task}{band}",
+    how = ("half from each dataset's pool, select --task ner / topic" if args.pools == "split"
+           else f"one mixed pool, select --task {args.task}")
+    fig.suptitle(f"Active learning, {C.short(args.encoder)}: {args.batch} per round, {how}{band}",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -452,31 +492,52 @@ def report(runs: list[dict], args, summary: dict, results: dict) -> None:
         print(f"plot: {args.plot}")
 
 
+MERGE_KEYS = ("pools", "task", "rounds", "batch", "seed_size", "pool_size", "dev_size", "epochs", "strategies", "encoder")
+
+
+def merged(args) -> dict:
+    """The runs of several results.json files (seeds run in parallel processes) as one result."""
+    parts = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge]
+    for f, part in zip(args.merge, parts):
+        differ = [k for k in MERGE_KEYS if part["args"][k] != str(getattr(args, k))]
+        if differ:
+            raise SystemExit(f"error: {f}: run with other settings ({', '.join(differ)}); pass the same flags to --merge")
+    runs = [run for part in parts for run in part["runs"]]
+    args.seed_ids = [s for part in parts for s in json.loads(part["args"]["seed_ids"])]
+    args.seeds = len(runs)
+    return {"args": {k: str(v) for k, v in vars(args).items()}, "machine": parts[0]["machine"], "runs": runs,
+            "dev": parts[0]["dev"], "wall_s": sum(part["wall_s"] for part in parts), "merged_from": [str(f) for f in args.merge]}
+
+
 def main() -> None:
     args = parse_args()
     t0 = time.perf_counter()
+    args.work_dir = args.work_dir.resolve()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        results = merged(args)
+    else:
+        results = simulate(args, t0)
+    results["summary"] = summarise(results["runs"], args, results["dev"]["topic"])
+    (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    C.dump_json(args.json, results)
+    report(results["runs"], args, results["summary"], results)
+
+
+def simulate(args, t0: float) -> dict:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
         import torch
 
         torch.set_num_threads(args.threads)
-    args.work_dir = args.work_dir.resolve()
-    args.work_dir.mkdir(parents=True, exist_ok=True)
     log = lambda msg: C.log(f"[{time.perf_counter() - t0:6.0f}s] {msg}")
     data = split_data(args)
     log(f"encoder {args.encoder}; dev {len(data['ner']['dev'])} NER + {len(data['topic']['dev'])} topic; train parts "
         f"{len(data['ner']['train'])} NER + {len(data['topic']['train'])} topic; {vars(args)}")
     stages = Stages(args, log)
-    runs = []
-    for seed in range(args.seeds):
-        runs.append(simulate_seed(args, data, seed, stages, log))
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "machine": C.machine(), "runs": runs,
-               "dev": {k: len(data[k]["dev"]) for k in ("ner", "topic")}}
-    results["summary"] = summarise(runs, args, len(data["topic"]["dev"]))
-    results["wall_s"] = round(time.perf_counter() - t0, 1)
-    (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
-    C.dump_json(args.json, results)
-    report(runs, args, results["summary"], results)
+    runs = [simulate_seed(args, data, seed, stages, log) for seed in args.seed_ids]
+    return {"args": {k: str(v) for k, v in vars(args).items()}, "machine": C.machine(), "runs": runs,
+            "dev": {k: len(data[k]["dev"]) for k in ("ner", "topic")}, "wall_s": round(time.perf_counter() - t0, 1)}
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pipeline.core.selection import (
     priorities,
     random_pick,
     sentence_embeddings,
+    text_key,
     topic_margin,
 )
 from pipeline.stages import export as export_stage
@@ -74,6 +75,16 @@ def test_farthest_first_skips_redundant_candidates():
     emb = np.array([[1.0, 0.0], [0.99, 0.01], [0.0, 1.0], [1.0, 0.02], [-1.0, 0.0]])
     assert farthest_first(emb, 3) == [0, 4, 2]      # the near-copies of row 0 (1, 3) come last
     assert sorted(farthest_first(emb, 9)) == [0, 1, 2, 3, 4]
+
+
+def test_scan_keeps_each_repeat_at_its_first_occurrence_with_its_scores():
+    sentences = ["b", "a", "B ", "c", "a"]          # "B " is "b" once normalised
+    scores = {"a": (0.1, 0.2), "b": (0.3, 0.4), "B ": (0.3, 0.4), "c": (0.5, 0.6)}
+    scan = select_stage.scan_pool(iter({"sentence": s} for s in sentences), annotated={text_key("c")},
+                                  score_chunk=lambda chunk: [scores[s] for s in chunk])
+    assert list(scan.positions) == [0, 1] and list(scan.keys) == [text_key("b"), text_key("a")]
+    assert list(scan.topic) == [0.3, 0.1] and list(scan.ner) == [0.4, 0.2]
+    assert (scan.read, scan.annotated, scan.duplicates) == (5, 1, 2)
 
 
 def test_random_pick_is_seeded():

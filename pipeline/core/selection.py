@@ -46,10 +46,17 @@ TASKS = ("both", "topic", "ner")
 DIVERSE_FACTOR = 5   # diverse: farthest-first among this many times `budget` most uncertain sentences
 
 
-def text_key(sentence: str) -> bytes:
-    """An 8-byte digest of the normalised text (as validate compares sentences for duplicates): what
-    is kept per pool sentence to tell duplicates and already annotated sentences apart."""
-    return hashlib.blake2b(normalise(sentence).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+def text_key(sentence: str) -> int:
+    """A 64-bit digest of the normalised text (as validate compares sentences for duplicates): what
+    is kept per pool sentence, as one uint64, to tell duplicates and already annotated sentences apart."""
+    digest = hashlib.blake2b(normalise(sentence).encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def first_occurrences(keys: np.ndarray) -> np.ndarray:
+    """Indices of the first occurrence of each distinct key, in their original (pool) order."""
+    _, first = np.unique(np.asarray(keys, dtype=np.uint64), return_index=True)
+    return np.sort(first)
 
 
 def topic_margin(probs: Sequence[float]) -> float:

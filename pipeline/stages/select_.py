@@ -16,7 +16,8 @@ How unsure, per --task: topic: the margin 1 - (p1 - p2) of the two likeliest top
 -log p of each word's likeliest tag over log(number of tags) (MNLP, length-normalised); both: the
 average of the two tasks' rank percentiles over the pool. Each is in [0, 1], higher = less sure.
 Sentences already in --raw-dir (same normalised text, as validate compares them) are never picked,
-and a sentence in the pool twice is picked at most once. Memory: a few numbers per pool sentence.
+and a sentence in the pool twice is picked at most once. Memory: 32 bytes per pool sentence (its
+position, text key and two scores); a repeat is scored again and dropped after the pass.
 
 --format labelstudio (default): Label Studio tasks with the model's pre-annotations, the topic
 (Choices "topic") and the entities (Labels "label") in one task, for the labeling config that
@@ -47,6 +48,7 @@ from pipeline.core.selection import (
     TASKS,
     candidates,
     farthest_first,
+    first_occurrences,
     priorities,
     score_rows,
     sentence_embeddings,
@@ -86,9 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @dataclass
 class Scan:
     """What one pass over the pool keeps: per eligible sentence, its position in the pool, its text
-    key and (unless random) its two uncertainties; and the counts of what was left out."""
+    key and (unless random) its two uncertainties, 32 bytes in flat arrays; and the counts of what
+    was left out. Repeats are dropped after the pass (see distinct), so no set of keys grows with
+    the pool."""
     positions: array = field(default_factory=lambda: array("q"))
-    keys: list = field(default_factory=list)
+    keys: array = field(default_factory=lambda: array("Q"))
     topic: array = field(default_factory=lambda: array("d"))
     ner: array = field(default_factory=lambda: array("d"))
     read: int = 0
@@ -100,8 +104,16 @@ class Scan:
             self.topic.append(topic)
             self.ner.append(ner)
 
+    def distinct(self) -> Scan:
+        """This scan with each repeated sentence kept at its first occurrence only."""
+        keep = first_occurrences(np.frombuffer(self.keys, dtype=np.uint64))
+        def take(a: array) -> array:
+            return array(a.typecode, np.frombuffer(a, dtype=a.typecode)[keep].tobytes()) if len(a) else a
+        return Scan(take(self.positions), take(self.keys), take(self.topic), take(self.ner), self.read,
+                    self.annotated, self.duplicates + len(self.keys) - len(keep))
 
-def annotated_keys(raw_dir: Path, allow_external_symlinks: bool) -> set[bytes]:
+
+def annotated_keys(raw_dir: Path, allow_external_symlinks: bool) -> set[int]:
     """Text keys of every sentence in the raw data (any record with a sentence, valid or not)."""
     files, _ = find_raw_files(raw_dir, allow_external_symlinks)
     keys = set()
@@ -119,17 +131,16 @@ def pool_items(files: list[str], p) -> Iterator[dict]:
     return capped(items, p.predict.max_chars, p.predict.max_records)
 
 
-def scan_pool(items: Iterator[dict], annotated: set[bytes], score_chunk) -> Scan:
-    """One pass: leave out annotated sentences and repeats, score the rest a chunk at a time."""
-    scan, seen, chunk = Scan(), set(), []
+def scan_pool(items: Iterator[dict], annotated: set[int], score_chunk) -> Scan:
+    """One pass: leave out annotated sentences, score the rest a chunk at a time, then drop repeats
+    (a repeat costs its forward pass, not memory: no set of the pool's keys is kept)."""
+    scan, chunk = Scan(), []
     for position, rec in enumerate(items):
         scan.read += 1
         key = text_key(rec["sentence"])
-        if key in annotated or key in seen:
-            scan.annotated += key in annotated
-            scan.duplicates += key not in annotated
+        if key in annotated:
+            scan.annotated += 1
             continue
-        seen.add(key)
         scan.positions.append(position)
         scan.keys.append(key)
         if score_chunk is None:
@@ -140,7 +151,7 @@ def scan_pool(items: Iterator[dict], annotated: set[bytes], score_chunk) -> Scan
             chunk = []
     if chunk:
         scan.add_scores(score_chunk(chunk))
-    return scan
+    return scan.distinct()
 
 
 def fetch(items: Iterator[dict], scan: Scan, wanted: list[int]) -> list[dict]:
@@ -186,7 +197,7 @@ def diverse_order(predictor: Predictor, inputs: list[dict], budget: int) -> list
     return farthest_first(emb, budget)
 
 
-def select(args, p, predictor: Predictor, annotated: set[bytes]) -> tuple[Scan, list[dict], list[float | None]]:
+def select(args, p, predictor: Predictor, annotated: set[int]) -> tuple[Scan, list[dict], list[float | None]]:
     """(the pool scan, the picked inputs in pick order, their uncertainty or None for random)."""
     scorer = None if args.strategy == "random" else chunk_scorer(predictor)
     files = [str(f) for f in input_files(args.pool, report=True)]
