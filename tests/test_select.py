@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -18,6 +19,8 @@ from pipeline.core.features import Featurizer, special_layout
 from pipeline.core.model import ModelMeta, MultiTaskModel
 from pipeline.core.records import normalise
 from pipeline.core.selection import (
+    STRATEGIES,
+    TASKS,
     farthest_first,
     most_uncertain,
     ner_mnlp,
@@ -34,6 +37,7 @@ from pipeline.stages import select_ as select_stage
 from pipeline.stages import validate as validate_stage
 from pipeline.storage.hub import load_encoder, load_tokenizer
 from pipeline.storage.model_dir import save
+from pipeline.storage.params import Params
 
 TAGS = ["O"] + [f"{p}-{t}" for t in ENTITIES for p in ("B", "I")]
 SURE = "The flight left Paris."
@@ -196,6 +200,16 @@ def test_budget_larger_than_the_pool_picks_every_eligible_sentence(project, caps
     assert select(project, "--pool", "pool.txt", "--budget", "100", "--format", "jsonl", "--output", "all.jsonl") == 0
     assert len(jsonl(project / "all.jsonl")) == 2 + len(FILLERS)
     assert "(only 14 eligible)" in capsys.readouterr().err
+
+
+def test_options_left_out_come_from_params_select(project, tmp_path):
+    write_toy_params(tmp_path / "params.yaml", project / "model", **{
+        "select.pool": str(project / "pair.txt"), "select.budget": 1, "select.task": "topic"})
+    assert run_stage(select_stage, project, "--params", str(tmp_path / "params.yaml"), "--model", "model",
+                     "--raw-dir", "raw", "--format", "jsonl", "--output", "from_params.jsonl") == 0
+    assert [r["sentence"] for r in jsonl(project / "from_params.jsonl")] == [UNSURE]
+    assert get_args(Params.model_fields["select"].annotation.model_fields["strategy"].annotation) == STRATEGIES
+    assert get_args(Params.model_fields["select"].annotation.model_fields["task"].annotation) == TASKS
 
 
 def labeling_config(project: Path, capsys) -> str:

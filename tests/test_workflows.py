@@ -33,7 +33,7 @@ def test_readme_lists_the_recipes_tested_here():
 
 def test_experiment_then_show_and_diffs(project, tmp_path):
     exp = run(["dvc", "exp", "run", "-S", "train.lr_heads=3e-3"], project)
-    assert stages_run(exp.stdout) == ["train", "export_onnx", "evaluate", "predict"]
+    assert stages_run(exp.stdout) == ["train", "export_onnx", "evaluate", "predict", "select"]
     shown = run(["dvc", "exp", "show", "--csv"], project).stdout
     assert "0.003" in shown and "test.topic.macro_f1" in shown
     params_diff = run(["dvc", "params", "diff"], project).stdout

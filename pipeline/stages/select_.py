@@ -1,8 +1,12 @@
 """Stage select: what to annotate next, picked from an unlabelled pool (active learning).
 
+    python -m pipeline select --output tasks.json             # the params' select.* settings
     python -m pipeline select --pool data/unlabeled --budget 50 --output tasks.json
     python -m pipeline select --pool pool.txt --budget 200 --strategy diverse --task ner --format jsonl \\
         --output picked.jsonl
+
+Every option left out comes from params.yaml's select section (pool, budget, strategy, task, seed);
+the DVC stage `select` runs it that way and writes predictions/annotate_next.json.
 
 Scores every sentence of --pool (.txt: one sentence per line; .jsonl: records with "sentence"; a
 directory: every .txt/.jsonl in it) with the model in one pass, and picks --budget of them:
@@ -70,14 +74,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = stage_parser("select", __doc__, {
         "--model": ("models/multitask", "trained model directory"),
         "--raw-dir": (None, "annotated data: its sentences are never picked (default: params data.raw_dir)")})
-    ap.add_argument("--pool", required=True, help="unlabelled sentences: a .txt/.jsonl file or a directory of them")
-    ap.add_argument("--budget", type=int, required=True, help="how many sentences to pick")
-    ap.add_argument("--strategy", choices=STRATEGIES, default="uncertainty", help="(default: %(default)s)")
-    ap.add_argument("--task", choices=TASKS, default="both", help="whose uncertainty counts (default: %(default)s)")
+    ap.add_argument("--pool", help="unlabelled sentences: a .txt/.jsonl file or a directory of them "
+                    "(default: params select.pool)")
+    ap.add_argument("--budget", type=int, help="how many sentences to pick (default: params select.budget)")
+    ap.add_argument("--strategy", choices=STRATEGIES, help="(default: params select.strategy)")
+    ap.add_argument("--task", choices=TASKS, help="whose uncertainty counts (default: params select.task)")
     ap.add_argument("--format", choices=("labelstudio", "jsonl"), default="labelstudio",
                     help="Label Studio tasks or JSONL records (default: %(default)s)")
     ap.add_argument("--output", required=True, help="file to write (never one of the inputs)")
-    ap.add_argument("--seed", type=int, default=0, help="random's draw (default: %(default)s)")
+    ap.add_argument("--seed", type=int, help="random's draw (default: params select.seed)")
     ap.add_argument("--model-version", help="Label Studio model_version (default: model directory name@sha256 prefix)")
     ap.add_argument("--batch-size", type=int, help="sentences per forward pass (default: params predict.batch_size)")
     ap.add_argument("--threads", type=int, help="CPU threads, 0: one per core (default: params predict.threads)")
@@ -252,6 +257,9 @@ def check_args(args, raw_dir: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     p = params_mod.load(args.params)
+    for key in ("pool", "budget", "strategy", "task", "seed"):
+        if getattr(args, key) is None:
+            setattr(args, key, getattr(p.select, key))
     raw_dir = args.raw_dir or p.data.raw_dir
     check_args(args, raw_dir)
     input_files(args.pool)   # a missing pool, or a directory with nothing to read, fails before the model loads

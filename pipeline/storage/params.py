@@ -182,6 +182,16 @@ class PredictParams(_Section):
     threads: int = Field(ge=0, le=1024)
 
 
+class SelectParams(_Section):
+    """The select stage (active learning): what to pick from which pool. Names as in
+    pipeline.core.selection.STRATEGIES and TASKS."""
+    pool: NonEmptyStr
+    budget: int = Field(ge=1)
+    strategy: Literal["uncertainty", "diverse", "random"]
+    task: Literal["both", "topic", "ner"]
+    seed: int
+
+
 class Params(_Section):
     """The whole params.yaml. `validate` would shadow BaseModel.validate, so the field is `validate_`
     (key `validate` in the file and in tree()) and `p.validate` is a read-only alias of it."""
@@ -194,6 +204,7 @@ class Params(_Section):
     train: TrainParams
     evaluate: EvaluateParams
     predict: PredictParams
+    select: SelectParams
 
     @property
     def validate(self) -> ValidateParams:  # replaces the deprecated BaseModel.validate classmethod
