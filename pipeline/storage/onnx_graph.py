@@ -54,7 +54,7 @@ def require(*modules: str, why: str = "export onnx") -> None:
         raise PipelineError(f"{why}: {', '.join(missing)} not installed; {INSTALL}")
 
 
-class _Heads(torch.nn.Module):
+class PositionalHeads(torch.nn.Module):
     """The model's forward with positional outputs, the form an ONNX graph has."""
 
     def __init__(self, model):
@@ -96,7 +96,7 @@ def export_fp32(model, sample: dict, path: Path) -> None:
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(_Heads(model), (sample["input_ids"], sample["attention_mask"]), None,
+            program = torch.onnx.export(PositionalHeads(model), (sample["input_ids"], sample["attention_mask"]), None,
                                         input_names=list(INPUTS), output_names=list(OUTPUTS), dynamic_shapes=shapes,
                                         opset_version=OPSET, dynamo=True, verbose=False)
     except Exception as exc:  # noqa: BLE001 - torch.export fails in many ways on code it cannot trace
