@@ -72,11 +72,13 @@ def ort_optimized(src: Path, dst: Path, config) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     C.add_common_args(ap)
-    ap.add_argument("--model", required=True, help="a trained model directory (models/multitask)")
-    ap.add_argument("--sentences", type=int, default=1024, help="sentences from --data (default: %(default)s)")
+    ap.add_argument("--model", required=True, help="a trained model directory (models/multitask); --encoder is not used")
+    ap.add_argument("--sentences", type=int, help="sentences from --data (default: 1024; quick: 256)")
     ap.add_argument("--batch-size", type=int, default=32, help="(default: %(default)s)")
-    ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds, best kept (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, help="interleaved rounds, best kept (default: 3; quick: 2)")
     args = ap.parse_args()
+    args.sentences = args.sentences or (256 if args.quick else 1024)
+    args.repeats = args.repeats or (2 if args.quick else 3)
     C.apply_threads(args)
     import numpy as np
     import torch
@@ -117,6 +119,8 @@ def main() -> None:
     print(f"\nForward pass only, {len(rows)} windows ({tokens} tokens), batch {args.batch_size}, threads {threads}, "
           f"best of {args.repeats}; {C.machine()}")
     checks = {name: (diff, agree) for name, diff, agree in rows_out}
+    C.dump_json(args.json, {"machine": C.machine(), "windows": len(rows), "tokens": tokens, "fused": fused,
+                            "seconds": times, "checks": checks})
     print(C.table(["graph", "windows/s", "vs torch", "per round vs torch", "max |logit diff|", "NER argmax agree",
                    "fused by ONNX Runtime's optimizer"],
                   [[name, len(rows) / C.best(t), base / C.best(t),
