@@ -112,6 +112,9 @@ class Scan:
     def distinct(self) -> Scan:
         """This scan with each repeated sentence kept at its first occurrence only."""
         keep = first_occurrences(np.frombuffer(self.keys, dtype=np.uint64))
+        if len(keep) == len(self.keys):
+            return self   # no repeats (the usual pool): no second copy of the arrays
+
         def take(a: array) -> array:
             return array(a.typecode, np.frombuffer(a, dtype=a.typecode)[keep].tobytes()) if len(a) else a
         return Scan(take(self.positions), take(self.keys), take(self.topic), take(self.ner), self.read,
