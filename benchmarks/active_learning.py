@@ -80,6 +80,7 @@ import _common as C
 REPO = C.REPO
 DATA_DIR = REPO.parent / "shared" / "datasets"
 STRATEGIES = ("random", "uncertainty", "diverse")
+NER_SCORES = ("mnlp", "errors")   # pipeline.core.selection.NER_SCORES (select --ner-score)
 SPLIT_SALT = "quality-bench-v1"   # benchmarks/quality.py's default: the same dev split
 METRICS = (("ner", "dev_ner_f1", "dev NER F1"), ("topic", "dev_topic_macro_f1", "dev topic macro-F1"))
 QUICK = {"seeds": 1, "rounds": 3, "batch": 50, "seed_size": 50, "pool_size": 400, "dev_size": 150, "epochs": 3}
@@ -106,7 +107,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--dev-size", type=int, help=f"fixed dev sentences per dataset (default {FULL['dev_size']})")
     ap.add_argument("--epochs", type=int, help="train.epochs for every round (default: params.yaml's, with its "
                     f"early stopping; --quick: {QUICK['epochs']})")
-    ap.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated (default: %(default)s)")
+    ap.add_argument("--strategies", default=",".join(STRATEGIES),
+                    help="comma-separated STRATEGY or STRATEGY:NER_SCORE (select --ner-score for the NER pool; "
+                         "mnlp when left out), e.g. uncertainty:errors (default: %(default)s)")
     ap.add_argument("--pools", choices=("split", "mixed"), default="split",
                     help="split: one pool per dataset, half of each round's batch picked from each for the task it is "
                          "annotated for (select --task ner / topic); mixed: one pool of both, picked by select --task "
@@ -137,10 +140,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      else list(range(args.seeds)))
     args.seeds = len(args.seed_ids)
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    bad = set(args.strategies) - set(STRATEGIES)
-    if bad or "random" not in args.strategies:
-        ap.error(f"--strategies: {sorted(bad)} unknown; random (the baseline) must be one")
+    bad = [s for s in args.strategies if s.partition(":")[0] not in STRATEGIES
+           or s.partition(":")[2] not in ("", *NER_SCORES) or s.startswith("random:")]
+    if bad:
+        ap.error(f"--strategies: {bad} unknown (STRATEGY from {STRATEGIES}, then optionally :NER_SCORE from "
+                 f"{NER_SCORES}; random has no score)")
+    if "random" not in args.strategies and not args.merge:
+        C.log("note: no random baseline in --strategies: this run's results.json is only reported by --merge with "
+              "a run of the same seeds that has random")
     return args
+
+
+def strategy_spec(label: str) -> tuple[str, str]:
+    """(select --strategy, select --ner-score) of a --strategies entry such as `uncertainty:errors`."""
+    strategy, _, ner_score = label.partition(":")
+    return strategy, ner_score or "mnlp"
 
 
 # ----------------------------------------------------------------------------- data
@@ -255,12 +269,14 @@ def train_round(stages: Stages, params: Path, run: Path, labelled: list[dict], d
             "seconds": {k: round(v, 1) for k, v in t.items()}}
 
 
-def select_round(stages: Stages, params: Path, run: Path, pool_file: Path, strategy: str, task: str, budget: int,
+def select_round(stages: Stages, params: Path, run: Path, pool_file: Path, label: str, task: str, budget: int,
                  args, seed: int) -> tuple:
     """The select command on one pool, the labelled raw dir as --raw-dir; (picked sentences, seconds)."""
     out = run / f"picked-{pool_file.stem}.jsonl"
+    strategy, ner_score = strategy_spec(label)
     secs = stages("select", ["--params", params, "--model", run / "model", "--raw-dir", run / "raw",
                              "--pool", pool_file, "--budget", budget, "--strategy", strategy, "--task", task,
+                             "--ner-score", ner_score,
                              "--format", "jsonl", "--output", out, "--seed", seed, "--model-version", "al-bench",
                              "--device", "cpu", *(["--threads", args.threads] if args.threads else [])], run)
     return [r["sentence"] for r in read_jsonl(out)], secs
@@ -321,7 +337,7 @@ def simulate_seed(args, data: dict, seed: int, stages: Stages, log) -> dict[str,
     for strategy in args.strategies:
         labelled, prev, pts = list(seed_set), run0, [point(res0, seed_set, 0)]
         for r in range(1, args.rounds + 1):
-            run = base / strategy / f"r{r}"
+            run = base / strategy.replace(":", "-") / f"r{r}"
             run.mkdir(parents=True)
             sentences, sel_s = pick(stages, params, prev, pool_files, strategy, args, seed * 1000 + r)
             if prev != run0:
@@ -455,7 +471,9 @@ def plot(runs: list[dict], args, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"random": "tab:gray", "uncertainty": "tab:blue", "diverse": "tab:orange"}
+    palette = {"random": "tab:gray", "uncertainty": "tab:blue", "diverse": "tab:orange",
+               "uncertainty:errors": "tab:green", "diverse:errors": "tab:red"}
+    colors = {s: palette.get(s, f"C{i}") for i, s in enumerate(args.strategies)}
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, (_, key, label) in zip(axes, METRICS):
         for s in args.strategies:
@@ -492,18 +510,36 @@ def report(runs: list[dict], args, summary: dict, results: dict) -> None:
         print(f"plot: {args.plot}")
 
 
-MERGE_KEYS = ("pools", "task", "rounds", "batch", "seed_size", "pool_size", "dev_size", "epochs", "strategies", "encoder")
+MERGE_KEYS = ("pools", "task", "rounds", "batch", "seed_size", "pool_size", "dev_size", "epochs", "encoder")
 
 
 def merged(args) -> dict:
-    """The runs of several results.json files (seeds run in parallel processes) as one result."""
+    """The runs of several results.json files as one result: seeds run in parallel processes, and
+    strategies of the same seeds run later (their shared round 0 must agree: the same seed set and,
+    training being reproducible on CPU, the same round-0 scores)."""
     parts = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.merge]
     for f, part in zip(args.merge, parts):
         differ = [k for k in MERGE_KEYS if part["args"][k] != str(getattr(args, k))]
         if differ:
             raise SystemExit(f"error: {f}: run with other settings ({', '.join(differ)}); pass the same flags to --merge")
-    runs = [run for part in parts for run in part["runs"]]
-    args.seed_ids = [s for part in parts for s in json.loads(part["args"]["seed_ids"])]
+    by_seed: dict[int, dict[str, list[dict]]] = {}
+    for f, part in zip(args.merge, parts):
+        for seed, curves in zip(json.loads(part["args"]["seed_ids"]), part["runs"]):
+            have = by_seed.setdefault(seed, {})
+            for label, pts in curves.items():
+                if label in have:
+                    raise SystemExit(f"error: {f}: seed {seed} {label} is in two of the files")
+                first = next(iter(have.values()), pts)[0]
+                if any(first[k] != pts[0][k] for k in ("labelled", "dev_ner_f1", "dev_topic_macro_f1")):
+                    raise SystemExit(f"error: {f}: seed {seed}'s round 0 differs from the other files' (not the same "
+                                     f"seed set, params or code)")
+                have[label] = pts
+    args.strategies = list(dict.fromkeys(label for curves in by_seed.values() for label in curves))
+    incomplete = [seed for seed, curves in by_seed.items() if set(curves) != set(args.strategies)]
+    if incomplete or "random" not in args.strategies:
+        raise SystemExit(f"error: seeds {incomplete} lack some of {args.strategies}, or random is missing")
+    args.seed_ids = sorted(by_seed)
+    runs = [by_seed[seed] for seed in args.seed_ids]
     args.seeds = len(runs)
     return {"args": {k: str(v) for k, v in vars(args).items()}, "machine": parts[0]["machine"], "runs": runs,
             "dev": parts[0]["dev"], "merged_from": [str(f) for f in args.merge],
@@ -520,6 +556,10 @@ def main() -> None:
         results = merged(args)
     else:
         results = simulate(args, t0)
+    if "random" not in args.strategies:   # nothing to compare with yet: --merge with a random run reports it
+        (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+        print(f"wrote {args.work_dir / 'results.json'}: no random baseline, report with --merge")
+        return
     results["summary"] = summarise(results["runs"], args, results["dev"]["topic"])
     (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     C.dump_json(args.json, results)

@@ -19,11 +19,14 @@ from pipeline.core.features import Featurizer, special_layout
 from pipeline.core.model import ModelMeta, MultiTaskModel
 from pipeline.core.records import normalise
 from pipeline.core.selection import (
+    NER_SCORES,
     STRATEGIES,
     TASKS,
     farthest_first,
     most_uncertain,
+    ner_expected_errors,
     ner_mnlp,
+    ner_uncertainty,
     percentile_ranks,
     priorities,
     random_pick,
@@ -63,6 +66,20 @@ def test_ner_score_is_length_normalised_and_bounded():
     # a long sentence of equally confident tokens scores as a short one: length alone gains nothing
     assert ner_mnlp([0.9] * 40, n) == pytest.approx(ner_mnlp([0.9] * 4, n))
     assert ner_mnlp([], n) == 0.0
+
+
+def test_ner_expected_errors_counts_doubtful_tags_not_sure_ones():
+    assert ner_expected_errors([1.0] * 5) == 0.0 and ner_expected_errors([]) == 0.0
+    assert ner_expected_errors([0.5, 0.75]) == pytest.approx(0.75)
+    # two doubtful entities outrank one, however many sure `O` tokens surround the one ...
+    assert ner_expected_errors([0.999] * 40 + [0.5]) < ner_expected_errors([0.5, 0.5])
+    # ... where MNLP's per-token mean ranks the short sentence with one doubtful word first
+    assert ner_mnlp([0.999] * 40 + [0.5, 0.5], 9) < ner_mnlp([0.999] * 3 + [0.5], 9)
+    assert ner_expected_errors([0.999] * 40 + [0.5, 0.5]) > ner_expected_errors([0.999] * 3 + [0.5])
+    assert ner_uncertainty([0.5, 0.75], 9, "errors") == pytest.approx(0.75)
+    assert ner_uncertainty([0.5, 0.75], 9, "mnlp") == ner_mnlp([0.5, 0.75], 9)
+    with pytest.raises(ValueError, match="unknown NER score"):
+        ner_uncertainty([0.5], 9, "entropy")
 
 
 def test_both_tasks_combine_by_rank_average():
@@ -173,6 +190,16 @@ def test_uncertainty_ranks_the_unsure_sentence_above_the_sure_one(project, task)
     assert [r["sentence"] for r in jsonl(project / out)] == [UNSURE]
 
 
+def test_ner_score_errors_ranks_the_unsure_sentence_first_and_scores_its_expected_wrong_tags(project):
+    assert select(project, "--pool", "pair.txt", "--budget", "5", "--task", "ner", "--ner-score", "errors",
+                  "--format", "jsonl", "--output", "pair_errors.jsonl") == 0
+    recs = jsonl(project / "pair_errors.jsonl")
+    assert [r["sentence"] for r in recs] == [UNSURE, SURE]
+    n_words = len(UNSURE.split()) + 1   # the labelled positions: GPT-Neo's pre-tokenizer makes the "." a word
+    # every UNSURE word is near-uniform over the tags: close to one expected wrong tag per word
+    assert 0.75 * n_words < recs[0]["score"] < n_words and recs[1]["score"] < 0.05
+
+
 @pytest.mark.parametrize("strategy", ["uncertainty", "diverse", "random"])
 def test_each_strategy_picks_budget_distinct_unannotated_sentences(project, strategy, capsys):
     out = f"{strategy}.jsonl"
@@ -210,6 +237,7 @@ def test_options_left_out_come_from_params_select(project, tmp_path):
     assert [r["sentence"] for r in jsonl(project / "from_params.jsonl")] == [UNSURE]
     assert get_args(Params.model_fields["select"].annotation.model_fields["strategy"].annotation) == STRATEGIES
     assert get_args(Params.model_fields["select"].annotation.model_fields["task"].annotation) == TASKS
+    assert get_args(Params.model_fields["select"].annotation.model_fields["ner_score"].annotation) == NER_SCORES
 
 
 def labeling_config(project: Path, capsys) -> str:
@@ -295,5 +323,5 @@ def test_help(capsys):
         select_stage.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for word in ("--pool", "--budget", "uncertainty", "diverse", "random", "labelstudio-config", "MNLP"):
+    for word in ("--pool", "--budget", "uncertainty", "diverse", "random", "labelstudio-config", "MNLP", "--ner-score"):
         assert word in out

@@ -2,18 +2,25 @@
 and the strategies that turn those scores into `budget` picks. Pure computation (torch, numpy), no
 file I/O: the select stage reads the pool and writes the picks.
 
-Every score is in [0, 1], higher meaning the model is less sure, so the sentence is worth more to
-an annotator:
+Every score is higher where the model is less sure, so the sentence is worth more to an annotator;
+each is in [0, 1] except NER's `errors`:
 
 - topic: the margin, 1 - (p1 - p2), where p1 and p2 are the two highest topic probabilities (averaged
   over a long sentence's windows, as predict does). The margin is chosen over the entropy because it
   looks only at the decision the annotator will correct (the top two topics), not at how the rest of
   the probability is spread over unlikely topics, and it stays in [0, 1] for any number of topics.
-- ner: the length-normalised least confidence of the tag sequence (MNLP, Shen et al. 2017): the mean
-  over the sentence's labelled tokens (those predict decodes) of -log p, where p is the probability of
-  the token's most likely tag, divided by log(number of tags). The NER head scores each token on its
-  own, so this is the sentence's sequence log-probability per token: a long sentence is not favoured
-  for having more tokens, and a confident one scores near 0.
+- ner, one of NER_SCORES, over the sentence's labelled tokens (those predict decodes), where p is the
+  probability of a token's most likely tag:
+  - `mnlp`: the length-normalised least confidence of the tag sequence (MNLP, Shen et al. 2017): the
+    mean of -log p, divided by log(number of tags). The NER head scores each token on its own, so
+    this is the sentence's sequence log-probability per token: a long sentence is not favoured for
+    having more tokens, and a confident one scores near 0. Right when annotation is paid per token.
+  - `errors`: the expected number of wrong tags, the sum of 1 - p (0 up to the number of tokens, not
+    in [0, 1]). Right when annotation is paid per sentence, as here (one Label Studio task per
+    sentence): it ranks a sentence by how much correction the annotator will make in it, so a
+    sentence with several doubtful entities beats one with a single doubtful word, while the sure
+    `O` tokens add almost nothing, so length alone does not count (MNLP's mean dilutes a doubtful
+    entity by them instead).
 - both: the rank average. Each task's scores are turned into rank percentiles over the pool (0 for
   the surest sentence, 1 for the least sure; ties share their mean rank), and the two are averaged.
   Ranks, not raw values, because the two scales differ (a topic margin near 1 is common, an NER
@@ -43,6 +50,7 @@ from pipeline.core.records import normalise
 
 STRATEGIES = ("uncertainty", "diverse", "random")
 TASKS = ("both", "topic", "ner")
+NER_SCORES = ("mnlp", "errors")
 DIVERSE_FACTOR = 5   # diverse: farthest-first among this many times `budget` most uncertain sentences
 
 
@@ -76,21 +84,37 @@ def ner_mnlp(tag_probs: Sequence[float], n_tags: int) -> float:
     return min(1.0, max(0.0, nll / math.log(n_tags)))
 
 
-def record_scores(rows: list[dict], outputs: list[dict], meta: ModelMeta) -> list[tuple[float, float]]:
+def ner_expected_errors(tag_probs: Sequence[float]) -> float:
+    """Sum of 1 - p over the tokens' most likely tags: the expected number of wrong tags, if each
+    token's tag is right with the probability the model gives it (0 when every token is certain)."""
+    return float(sum(1.0 - p for p in tag_probs))
+
+
+def ner_uncertainty(tag_probs: Sequence[float], n_tags: int, ner_score: str) -> float:
+    """A sentence's NER uncertainty by `ner_score` (one of NER_SCORES) from its tokens' top-tag p."""
+    if ner_score == "mnlp":
+        return ner_mnlp(tag_probs, n_tags)
+    if ner_score == "errors":
+        return ner_expected_errors(tag_probs)
+    raise ValueError(f"unknown NER score {ner_score!r} (one of {', '.join(NER_SCORES)})")
+
+
+def record_scores(rows: list[dict], outputs: list[dict], meta: ModelMeta,
+                  ner_score: str = "mnlp") -> list[tuple[float, float]]:
     """(topic, ner) uncertainty per record, from run_model's outputs for its feature rows."""
     scores = []
     for group in group_windows(rows):
         m = merge_record([rows[i] for i in group], [outputs[i] for i in group], meta.n_prefix)
         use = labelled_positions(m["tokens"].word_ids, meta.label_subwords)
         probs = [p for p, u in zip(m["tag_probs"], use) if u]
-        scores.append((topic_margin(m["topic_probs"]), ner_mnlp(probs, len(meta.tags))))
+        scores.append((topic_margin(m["topic_probs"]), ner_uncertainty(probs, len(meta.tags), ner_score)))
     return scores
 
 
 def score_rows(model, rows: list[dict], meta: ModelMeta, batch_size: int, pad_id: int,
-               device: torch.device) -> list[tuple[float, float]]:
+               device: torch.device, ner_score: str = "mnlp") -> list[tuple[float, float]]:
     """(topic, ner) uncertainty per record of `rows`: one pass of the encoder and both heads."""
-    return record_scores(rows, run_model(model, rows, batch_size, pad_id, device), meta)
+    return record_scores(rows, run_model(model, rows, batch_size, pad_id, device), meta, ner_score)
 
 
 def percentile_ranks(values: Sequence[float]) -> np.ndarray:

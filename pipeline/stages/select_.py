@@ -5,7 +5,7 @@
     python -m pipeline select --pool pool.txt --budget 200 --strategy diverse --task ner --format jsonl \\
         --output picked.jsonl
 
-Every option left out comes from params.yaml's select section (pool, budget, strategy, task, seed);
+Every option left out comes from params.yaml's select section (pool, budget, strategy, task, ner_score, seed);
 the DVC stage `select` runs it that way and writes predictions/annotate_next.json.
 
 Scores every sentence of --pool (.txt: one sentence per line; .jsonl: records with "sentence"; a
@@ -16,9 +16,11 @@ directory: every .txt/.jsonl in it) with the model in one pass, and picks --budg
                embedding among the 5 x budget least sure, starting from the least sure
   random       a uniform draw, the same for the same --seed (the baseline)
 
-How unsure, per --task: topic: the margin 1 - (p1 - p2) of the two likeliest topics; ner: the mean
--log p of each word's likeliest tag over log(number of tags) (MNLP, length-normalised); both: the
-average of the two tasks' rank percentiles over the pool. Each is in [0, 1], higher = less sure.
+How unsure, per --task: topic: the margin 1 - (p1 - p2) of the two likeliest topics; ner, by
+--ner-score: mnlp, the mean -log p of each word's likeliest tag over log(number of tags)
+(MNLP, length-normalised, in [0, 1]), or errors, the sum of 1 - p, the expected number of wrong tags in
+the sentence (what an annotator paid per sentence corrects); both: the average of the two tasks' rank
+percentiles over the pool. Higher = less sure.
 Sentences already in --raw-dir (same normalised text, as validate compares them) are never picked,
 and a sentence in the pool twice is picked at most once. Memory: 32 bytes per pool sentence (its
 position, text key and two scores); a repeat is scored again and dropped after the pass.
@@ -48,6 +50,7 @@ import numpy as np
 from pipeline.cli import run_cli, stage_parser
 from pipeline.core.inference import Predictor
 from pipeline.core.selection import (
+    NER_SCORES,
     STRATEGIES,
     TASKS,
     candidates,
@@ -79,6 +82,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--budget", type=int, help="how many sentences to pick (default: params select.budget)")
     ap.add_argument("--strategy", choices=STRATEGIES, help="(default: params select.strategy)")
     ap.add_argument("--task", choices=TASKS, help="whose uncertainty counts (default: params select.task)")
+    ap.add_argument("--ner-score", choices=NER_SCORES, help="how NER uncertainty is measured: mnlp, the mean -log p "
+                    "per token, or errors, the expected number of wrong tags (default: params select.ner_score)")
     ap.add_argument("--format", choices=("labelstudio", "jsonl"), default="labelstudio",
                     help="Label Studio tasks or JSONL records (default: %(default)s)")
     ap.add_argument("--output", required=True, help="file to write (never one of the inputs)")
@@ -188,12 +193,12 @@ def predictor_for(args, p) -> Predictor:
     return load_predictor(args.model, batch_size, args.device, p.encoder.trust_remote_code, threads=threads)
 
 
-def chunk_scorer(predictor: Predictor):
+def chunk_scorer(predictor: Predictor, ner_score: str):
     """sentences -> (topic, ner) uncertainty each, with the predictor's model and featurization."""
     def score(sentences: list[str]) -> list[tuple[float, float]]:
         rows = predictor.featurizer.encode([{"sentence": s} for s in sentences]).rows
         return score_rows(predictor.model, rows, predictor.meta, predictor.batch_size,
-                          predictor.tokenizer.pad_token_id, predictor.device)
+                          predictor.tokenizer.pad_token_id, predictor.device, ner_score)
     return score
 
 
@@ -207,7 +212,7 @@ def diverse_order(predictor: Predictor, inputs: list[dict], budget: int) -> list
 
 def select(args, p, predictor: Predictor, annotated: set[int]) -> tuple[Scan, list[dict], list[float | None]]:
     """(the pool scan, the picked inputs in pick order, their uncertainty or None for random)."""
-    scorer = None if args.strategy == "random" else chunk_scorer(predictor)
+    scorer = None if args.strategy == "random" else chunk_scorer(predictor, args.ner_score)
     files = [str(f) for f in input_files(args.pool, report=True)]
     scan = scan_pool(pool_items(files, p), annotated, scorer)
     priority = None if scorer is None else priorities(np.frombuffer(scan.topic), np.frombuffer(scan.ner), args.task)
@@ -260,7 +265,7 @@ def check_args(args, raw_dir: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     p = params_mod.load(args.params)
-    for key in ("pool", "budget", "strategy", "task", "seed"):
+    for key in ("pool", "budget", "strategy", "task", "ner_score", "seed"):
         if getattr(args, key) is None:
             setattr(args, key, getattr(p.select, key))
     raw_dir = args.raw_dir or p.data.raw_dir

@@ -184,11 +184,12 @@ class PredictParams(_Section):
 
 class SelectParams(_Section):
     """The select stage (active learning): what to pick from which pool. Names as in
-    pipeline.core.selection.STRATEGIES and TASKS."""
+    pipeline.core.selection.STRATEGIES, TASKS and NER_SCORES."""
     pool: NonEmptyStr
     budget: int = Field(ge=1)
     strategy: Literal["uncertainty", "diverse", "random"]
     task: Literal["both", "topic", "ner"]
+    ner_score: Literal["mnlp", "errors"]
     seed: int
 
 
