@@ -29,6 +29,7 @@ GRAPHS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx"}
 MANIFEST = "onnx.json"
 FORMAT_VERSION = 1
 OPSET = 18
+STACK_TRACE_KEY = "pkg.torch.onnx.stack_trace"   # torch.onnx (dynamo) node metadata: source file and line
 INPUTS = ("input_ids", "attention_mask")
 OUTPUTS = ("topic_logits", "ner_logits")
 INSTALL = "pip install 'multitask-nlp-pipeline[onnx]' (onnx, onnxruntime, onnxscript)"
@@ -105,7 +106,19 @@ def export_fp32(model, sample: dict, path: Path) -> None:
         exporter_log.setLevel(level)
     graph = program.model_proto
     del graph.graph.value_info[:]
+    drop_stack_traces(graph)
     onnx.save_model(graph, str(path), save_as_external_data=False)
+
+
+def drop_stack_traces(graph) -> None:
+    """Removes the exporter's per-node Python stack traces (metadata STACK_TRACE_KEY): they name the
+    absolute path and line of the source that made each node, so the graph's bytes, and its hash in
+    dvc.lock, changed with where the repository is checked out and with unrelated edits. The node's
+    module path and class names (other metadata keys) stay, for debugging."""
+    for node in [*graph.graph.node, *(n for f in graph.functions for n in f.node)]:
+        kept = [prop for prop in node.metadata_props if prop.key != STACK_TRACE_KEY]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
