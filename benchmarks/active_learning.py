@@ -238,7 +238,11 @@ class Stages:
         else:
             module = importlib.import_module(f"pipeline.stages.{cli.stages()[name]}")
             failed = False
-            with open(logfile, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh):
+            # In the run directory, outside any DVC repository: dvclive's Live.end() otherwise removes a
+            # signal file in the enclosing repository's .dvc/tmp (for VS Code) after checking it exists,
+            # and parallel seeds started in one checkout race there (FileNotFoundError at a round's end).
+            with open(logfile, "w") as fh, contextlib.redirect_stdout(fh), contextlib.redirect_stderr(fh), \
+                    contextlib.chdir(cwd):
                 try:
                     module.main(argv)
                 except PipelineError as exc:
