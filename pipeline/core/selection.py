@@ -100,7 +100,7 @@ def ner_uncertainty(tag_probs: Sequence[float], n_tags: int, ner_score: str) -> 
 
 
 def record_scores(rows: list[dict], outputs: list[dict], meta: ModelMeta,
-                  ner_score: str = "mnlp") -> list[tuple[float, float]]:
+                  ner_score: str) -> list[tuple[float, float]]:
     """(topic, ner) uncertainty per record, from run_model's outputs for its feature rows."""
     scores = []
     for group in group_windows(rows):
@@ -112,7 +112,7 @@ def record_scores(rows: list[dict], outputs: list[dict], meta: ModelMeta,
 
 
 def score_rows(model, rows: list[dict], meta: ModelMeta, batch_size: int, pad_id: int,
-               device: torch.device, ner_score: str = "mnlp") -> list[tuple[float, float]]:
+               device: torch.device, ner_score: str) -> list[tuple[float, float]]:
     """(topic, ner) uncertainty per record of `rows`: one pass of the encoder and both heads."""
     return record_scores(rows, run_model(model, rows, batch_size, pad_id, device), meta, ner_score)
 
