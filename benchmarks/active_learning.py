@@ -540,8 +540,10 @@ def merged(args) -> dict:
                 have[label] = pts
     args.strategies = list(dict.fromkeys(label for curves in by_seed.values() for label in curves))
     incomplete = [seed for seed, curves in by_seed.items() if set(curves) != set(args.strategies)]
-    if incomplete or "random" not in args.strategies:
-        raise SystemExit(f"error: seeds {incomplete} lack some of {args.strategies}, or random is missing")
+    if incomplete:
+        raise SystemExit(f"error: seeds {incomplete} lack some of {args.strategies}")
+    if "random" not in args.strategies:
+        raise SystemExit("error: no file has the random baseline")
     args.seed_ids = sorted(by_seed)
     runs = [by_seed[seed] for seed in args.seed_ids]
     args.seeds = len(runs)
@@ -560,12 +562,13 @@ def main() -> None:
         results = merged(args)
     else:
         results = simulate(args, t0)
-    if "random" not in args.strategies:   # nothing to compare with yet: --merge with a random run reports it
-        (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    baseline = "random" in args.strategies   # without it, nothing to compare with: --merge with a random run
+    if baseline:
+        results["summary"] = summarise(results["runs"], args, results["dev"]["topic"])
+    (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
+    if not baseline:
         print(f"wrote {args.work_dir / 'results.json'}: no random baseline, report with --merge")
         return
-    results["summary"] = summarise(results["runs"], args, results["dev"]["topic"])
-    (args.work_dir / "results.json").write_text(json.dumps(results, indent=1, default=str), encoding="utf-8")
     C.dump_json(args.json, results)
     report(results["runs"], args, results["summary"], results)
 
