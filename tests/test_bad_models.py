@@ -154,6 +154,8 @@ CASES = {  # name: (edit of the model directory, the error after "error: model d
                         "multitask.json: pooling must be one of mean, last, weighted_mean, got string 'max'"),
     "pooling_list": (meta(pooling=["mean"]),
                      "multitask.json: pooling must be one of mean, last, weighted_mean, got array ['mean']"),
+    "ner_decode": (meta(ner_decode="crf"),
+                   "multitask.json: ner_decode must be one of greedy, viterbi, got string 'crf'"),
     "best_epoch": (meta(best_epoch=-3),
                    "multitask.json: best_epoch must be a non-negative integer or null, got integer -3"),
     "encoder_name": (meta(encoder_name=7), "multitask.json: encoder_name must be a string, got integer 7"),

@@ -3,6 +3,7 @@ and the self-contained model directory (pipeline/storage/model_dir.py): save/loa
 clear errors for damaged directories."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -183,6 +184,18 @@ def test_load_bad_model_config(saved, edit, message):
     (saved / MODEL_CONFIG).write_text(json.dumps(meta))
     with pytest.raises(PipelineError, match=message):
         load(saved)
+
+
+def test_ner_decode_is_saved_and_a_model_saved_before_it_decodes_greedy(saved, model_and_tokenizer, tmp_path):
+    model, tok = model_and_tokenizer
+    meta = load(saved)[2]
+    path = tmp_path / "viterbi"
+    save(model, tok, path, dataclasses.replace(meta, ner_decode="viterbi"))
+    assert load(path)[2].ner_decode == "viterbi"
+    config = json.loads((saved / MODEL_CONFIG).read_text())
+    config.pop("ner_decode")  # multitask.json as written before the option existed
+    (saved / MODEL_CONFIG).write_text(json.dumps(config))
+    assert load(saved)[2].ner_decode == "greedy"
 
 
 def test_load_unreadable_model_config(saved):

@@ -2,11 +2,14 @@
 are merged back into one prediction per record. Pure torch, no file I/O."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
+import numpy as np
 import torch
 
 from pipeline.core.align import IGNORE, Tokens, decode, labelled_positions, merge_windows
+from pipeline.core.decoding import decode_tag_ids
 from pipeline.core.device import autocast
 from pipeline.core.features import Featurizer
 from pipeline.core.model import ModelMeta, MultiTaskModel, pool
@@ -34,8 +37,8 @@ def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
 @torch.inference_mode()
 def run_model(model, rows: list[dict], batch_size: int, pad_id: int, device: torch.device,
               progress=None) -> list[dict]:
-    """Per row: topic probabilities and, per token, the argmax tag id and its probability.
-    Rows are batched by length to cut padding, results come back in the input order."""
+    """Per row: topic probabilities and, per token, the argmax tag id, its probability and every
+    tag's log-probability (an array, tokens x tags; for `decoding`). Rows are batched by length to cut padding, results come back in the input order."""
     model.eval()
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     out: list[dict | None] = [None] * len(rows)
@@ -47,9 +50,11 @@ def run_model(model, rows: list[dict], batch_size: int, pad_id: int, device: tor
         topic = torch.softmax(res["topic_logits"].float(), -1).cpu()
         tag_prob, tag_id = torch.softmax(res["ner_logits"].float(), -1).max(-1)
         tag_prob, tag_id = tag_prob.cpu(), tag_id.cpu()
+        tag_logp = torch.log_softmax(res["ner_logits"].float(), -1).cpu().numpy()
         for j, i in enumerate(idx):
             n = len(rows[i]["input_ids"])
-            out[i] = {"topic": topic[j].tolist(), "tag_ids": tag_id[j, :n].tolist(), "tag_probs": tag_prob[j, :n].tolist()}
+            out[i] = {"topic": topic[j].tolist(), "tag_ids": tag_id[j, :n].tolist(), "tag_probs": tag_prob[j, :n].tolist(),
+                      "tag_logp": tag_logp[j, :n]}
         if progress is not None:
             progress.update(len(idx))
     return out
@@ -102,16 +107,33 @@ def merge_record(rows: list[dict], outputs: list[dict], n_prefix: int) -> dict:
     ranges = [(r["token_start"], r["token_start"] + len(r["starts"])) for r in rows]
     starts, ends, word_ids = [0] * n_tokens, [0] * n_tokens, [0] * n_tokens
     tag_ids, tag_probs, gold = [0] * n_tokens, [0.0] * n_tokens, [IGNORE] * n_tokens
+    tag_logp = np.zeros((n_tokens, outputs[0]["tag_logp"].shape[1]), dtype=np.float32)
     for t, (w, pos) in enumerate(merge_windows(n_tokens, ranges)):
         r, o = rows[w], outputs[w]
         starts[t], ends[t], word_ids[t] = r["starts"][pos], r["ends"][pos], r["word_ids"][pos]
         tag_ids[t], tag_probs[t] = o["tag_ids"][n_prefix + pos], o["tag_probs"][n_prefix + pos]
+        tag_logp[t] = o["tag_logp"][n_prefix + pos]
         if "labels" in r:
             gold[t] = r["labels"][n_prefix + pos]
     n_topics = len(outputs[0]["topic"])
     topic = [sum(o["topic"][k] for o in outputs) / len(outputs) for k in range(n_topics)]
     return {"tokens": Tokens(starts, ends, word_ids), "tag_ids": tag_ids, "tag_probs": tag_probs,
-            "gold_labels": gold, "topic_probs": topic}
+            "tag_logp": tag_logp, "gold_labels": gold, "topic_probs": topic}
+
+
+def decoded_tags(m: dict, meta: ModelMeta) -> tuple[list[str | None], list[float]]:
+    """A merged record's tag per token (None where unlabelled) under the model's NER decoding, and
+    each token's probability of its tag (for span scores)."""
+    use = labelled_positions(m["tokens"].word_ids, meta.label_subwords)
+    at = [i for i, u in enumerate(use) if u]
+    ids = decode_tag_ids([m["tag_ids"][i] for i in at], m["tag_logp"][at], meta.tags, meta.ner_decode)
+    tags: list[str | None] = [None] * len(use)
+    probs = list(m["tag_probs"])
+    for i, t in zip(at, ids):
+        tags[i] = meta.tags[t]
+        if t != m["tag_ids"][i]:  # viterbi moved it off the argmax: score the tag it chose
+            probs[i] = math.exp(float(m["tag_logp"][i, t]))
+    return tags, probs
 
 
 def predict_rows(model, rows: list[dict], sentences: list[str], meta: ModelMeta, batch_size: int,
@@ -124,9 +146,8 @@ def predict_rows(model, rows: list[dict], sentences: list[str], meta: ModelMeta,
     for k, group in enumerate(group_windows(rows)):
         m = merge_record([rows[i] for i in group], [outputs[i] for i in group], meta.n_prefix)
         tokens = m["tokens"]
-        use = labelled_positions(tokens.word_ids, strategy)
-        pred_tags = [tags[t] if u else None for t, u in zip(m["tag_ids"], use)]
-        spans = decode(sentences[k], tokens, pred_tags, strategy, scores=m["tag_probs"])
+        pred_tags, tag_probs = decoded_tags(m, meta)
+        spans = decode(sentences[k], tokens, pred_tags, strategy, scores=tag_probs)
         best = max(range(len(topics)), key=lambda i: m["topic_probs"][i])
         results.append({
             "topic": topics[best],

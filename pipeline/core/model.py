@@ -25,6 +25,7 @@ class ModelMeta(FeatureConfig):
     entities: list[str]
     n_prefix: int
     best_epoch: int | None = None
+    ner_decode: str = "greedy"  # pipeline.core.decoding.NER_DECODES; greedy: what models saved before it did
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

@@ -89,7 +89,7 @@ def load_data(args, p) -> TrainingData:
     if not len(train_rows):
         raise PipelineError(f"{feature_store.split_path(features, 'train')} is empty: no training data")
     meta = ModelMeta(**fmeta.settings(), encoder_name=p.encoder.name, pooling=p.encoder.pooling, entities=p.labels.entities,
-                     n_prefix=fmeta.n_prefix)
+                     n_prefix=fmeta.n_prefix, ner_decode=p.train.ner_decode)
     return TrainingData(train_rows, feature_store.FeatureRows(feature_store.split_path(features, "dev")),
                         Path(args.validated) / "dev.jsonl", fmeta, meta)
 

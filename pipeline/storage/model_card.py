@@ -28,7 +28,8 @@ Encoder weights: {{ source }}.
 
 Windows of at most {{ max_length }} tokens (special tokens included) with {{ stride }} tokens of overlap,
 merged back into one prediction per sentence; the `{{ label_subwords }}` sub-token of each word carries
-its tag; a gold span edge inside a token was handled by `{{ misaligned }}`.
+its tag; a gold span edge inside a token was handled by `{{ misaligned }}`. Tags are decoded
+`{{ ner_decode }}` ({% if ner_decode == "viterbi" %}the likeliest valid BIO sequence{% else %}each token's likeliest tag{% endif %}).
 
 ## Training data
 
@@ -86,7 +87,7 @@ def write(out_dir: Path, meta: ModelMeta, source: EncoderSource, train_stats: di
         data, template_str=TEMPLATE, model_name=name, encoder=source.name, source=source.describe(),
         pooling=meta.pooling, topics=meta.topics, entities=meta.entities, tags=meta.tags,
         max_length=meta.max_length, stride=meta.stride, label_subwords=meta.label_subwords,
-        misaligned=meta.misaligned, n_records=train_stats["records"], n_topic=train_stats["topic_annotated"],
+        misaligned=meta.misaligned, ner_decode=meta.ner_decode, n_records=train_stats["records"], n_topic=train_stats["topic_annotated"],
         n_ner=train_stats["ner_annotated"], topic_counts=train_stats["topics"], entity_counts=train_stats["entities"],
         best_epoch=meta.best_epoch, epochs_run=epochs_run, dev_topic=_fmt(dev.get("dev_topic_macro_f1")),
         dev_ner=_fmt(dev.get("dev_ner_f1")),

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
+from pipeline.core.decoding import NER_DECODES
 from pipeline.core.features import content_length, position_limit, position_problem, special_layout
 from pipeline.core.model import POOLINGS, ModelMeta, MultiTaskModel
 from pipeline.core.records import describe, is_int, shorten
@@ -73,6 +74,8 @@ def _settings_problem(raw: dict) -> str | None:
         return f"encoder_name must be a string, got {describe(raw['encoder_name'])}"
     if raw.get("best_epoch") is not None and not _is_count(raw["best_epoch"]):
         return f"best_epoch must be a non-negative integer or null, got {describe(raw['best_epoch'])}"
+    if "ner_decode" in raw and raw["ner_decode"] not in NER_DECODES:
+        return f"ner_decode must be one of {', '.join(NER_DECODES)}, got {describe(raw['ner_decode'])}"
     if not isinstance(raw["weights_sha256"], str) or not SHA256.fullmatch(raw["weights_sha256"]):
         return (f"weights_sha256 must be the 64-digit hex sha256 of {WEIGHTS}, got {describe(raw['weights_sha256'])} "
                 f"(restore {MODEL_CONFIG}, e.g. `dvc checkout`, or re-train)")

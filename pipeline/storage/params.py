@@ -145,6 +145,7 @@ class TrainParams(_Section):
     ema_decay: float = Field(ge=0.0, lt=1.0)
     lr_layer_decay: float
     topic_dropout: float = Field(ge=0.0, lt=1.0)
+    ner_decode: Literal["greedy", "viterbi"]  # pipeline.core.decoding.NER_DECODES
     patience: int = Field(ge=0)
     group_by_length: bool
     device: Literal["auto", "cpu", "cuda"]
