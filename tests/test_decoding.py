@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.core.align import Tokens
 from pipeline.core.decoding import NER_DECODES, best_valid_path, decode_tag_ids, is_valid_bio
-from pipeline.core.inference import decoded_tags
+from pipeline.core.inference import decoded_tags, merge_record
 from pipeline.core.model import ModelMeta
 from pipeline.storage.params import TrainParams
 
@@ -100,3 +100,17 @@ def test_decoded_tags_skip_unlabelled_sub_tokens_and_score_the_chosen_tag():
     # B-PERSON I-PERSON (0.2 * 0.6) beats B-LOC B-LOC / B-LOC O (0.5 * 0.1) and O I-? is invalid
     assert tags == ["B-PERSON", "I-PERSON", None, "O"]
     assert scores[0] == pytest.approx(0.2, rel=1e-5) and scores[1:] == m["tag_probs"][1:]
+
+
+def test_merged_windows_keep_each_tokens_log_probabilities_from_the_window_it_is_taken_from():
+    # 6 tokens in two windows, [0, 4) and [2, 6): tokens 0-2 come from the first, 3-5 from the second
+    def window(start, n, base):
+        return {"token_start": start, "starts": list(range(start, start + n)), "ends": list(range(start + 1, start + n + 1)),
+                "word_ids": list(range(start, start + n))}, \
+               {"topic": [0.5, 0.5], "tag_ids": [0] * n, "tag_probs": [1.0] * n,
+                "tag_logp": np.full((n, len(TAGS)), base, dtype=np.float32) + np.arange(n)[:, None]}
+    (r1, o1), (r2, o2) = window(0, 4, 10.0), window(2, 4, 20.0)
+    m = merge_record([r1, r2], [o1, o2], n_prefix=0)
+    assert m["tag_logp"][:, 0].tolist() == [10.0, 11.0, 12.0, 21.0, 22.0, 23.0]
+    single = merge_record([r1], [o1], n_prefix=0)
+    assert single["tag_logp"][:, 0].tolist() == [10.0, 11.0, 12.0, 13.0]

@@ -107,12 +107,15 @@ def merge_record(rows: list[dict], outputs: list[dict], n_prefix: int) -> dict:
     ranges = [(r["token_start"], r["token_start"] + len(r["starts"])) for r in rows]
     starts, ends, word_ids = [0] * n_tokens, [0] * n_tokens, [0] * n_tokens
     tag_ids, tag_probs, gold = [0] * n_tokens, [0.0] * n_tokens, [IGNORE] * n_tokens
-    tag_logp = np.zeros((n_tokens, outputs[0]["tag_logp"].shape[1]), dtype=np.float32)
-    for t, (w, pos) in enumerate(merge_windows(n_tokens, ranges)):
+    picks = merge_windows(n_tokens, ranges)
+    for t, (w, pos) in enumerate(picks):
         r, o = rows[w], outputs[w]
         starts[t], ends[t], word_ids[t] = r["starts"][pos], r["ends"][pos], r["word_ids"][pos]
         tag_ids[t], tag_probs[t] = o["tag_ids"][n_prefix + pos], o["tag_probs"][n_prefix + pos]
-        tag_logp[t] = o["tag_logp"][n_prefix + pos]
+    if len(rows) == 1:  # most records: one window, its tokens in order
+        tag_logp = outputs[0]["tag_logp"][n_prefix:n_prefix + n_tokens]
+    else:
+        tag_logp = np.stack([outputs[w]["tag_logp"][n_prefix + pos] for w, pos in picks])
         if "labels" in r:
             gold[t] = r["labels"][n_prefix + pos]
     n_topics = len(outputs[0]["topic"])
