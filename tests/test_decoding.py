@@ -102,15 +102,17 @@ def test_decoded_tags_skip_unlabelled_sub_tokens_and_score_the_chosen_tag():
     assert scores[0] == pytest.approx(0.2, rel=1e-5) and scores[1:] == m["tag_probs"][1:]
 
 
-def test_merged_windows_keep_each_tokens_log_probabilities_from_the_window_it_is_taken_from():
+def test_merged_windows_keep_each_tokens_values_from_the_window_it_is_taken_from():
     # 6 tokens in two windows, [0, 4) and [2, 6): tokens 0-2 come from the first, 3-5 from the second
     def window(start, n, base):
         return {"token_start": start, "starts": list(range(start, start + n)), "ends": list(range(start + 1, start + n + 1)),
-                "word_ids": list(range(start, start + n))}, \
+                "word_ids": list(range(start, start + n)), "labels": [int(base) + p for p in range(n)]}, \
                {"topic": [0.5, 0.5], "tag_ids": [0] * n, "tag_probs": [1.0] * n,
                 "tag_logp": np.full((n, len(TAGS)), base, dtype=np.float32) + np.arange(n)[:, None]}
     (r1, o1), (r2, o2) = window(0, 4, 10.0), window(2, 4, 20.0)
     m = merge_record([r1, r2], [o1, o2], n_prefix=0)
     assert m["tag_logp"][:, 0].tolist() == [10.0, 11.0, 12.0, 21.0, 22.0, 23.0]
+    assert m["gold_labels"] == [10, 11, 12, 21, 22, 23]
     single = merge_record([r1], [o1], n_prefix=0)
     assert single["tag_logp"][:, 0].tolist() == [10.0, 11.0, 12.0, 13.0]
+    assert single["gold_labels"] == [10, 11, 12, 13]

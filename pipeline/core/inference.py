@@ -38,7 +38,8 @@ def collate(rows: list[dict], pad_id: int, with_labels: bool = True) -> dict:
 def run_model(model, rows: list[dict], batch_size: int, pad_id: int, device: torch.device,
               progress=None) -> list[dict]:
     """Per row: topic probabilities and, per token, the argmax tag id, its probability and every
-    tag's log-probability (an array, tokens x tags; for `decoding`). Rows are batched by length to cut padding, results come back in the input order."""
+    tag's log-probability (an array, tokens x tags; for `decoding`). Rows are batched by length to
+    cut padding, results come back in the input order."""
     model.eval()
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
     out: list[dict | None] = [None] * len(rows)
@@ -112,12 +113,12 @@ def merge_record(rows: list[dict], outputs: list[dict], n_prefix: int) -> dict:
         r, o = rows[w], outputs[w]
         starts[t], ends[t], word_ids[t] = r["starts"][pos], r["ends"][pos], r["word_ids"][pos]
         tag_ids[t], tag_probs[t] = o["tag_ids"][n_prefix + pos], o["tag_probs"][n_prefix + pos]
+        if "labels" in r:
+            gold[t] = r["labels"][n_prefix + pos]
     if len(rows) == 1:  # most records: one window, its tokens in order
         tag_logp = outputs[0]["tag_logp"][n_prefix:n_prefix + n_tokens]
     else:
         tag_logp = np.stack([outputs[w]["tag_logp"][n_prefix + pos] for w, pos in picks])
-        if "labels" in r:
-            gold[t] = r["labels"][n_prefix + pos]
     n_topics = len(outputs[0]["topic"])
     topic = [sum(o["topic"][k] for o in outputs) / len(outputs) for k in range(n_topics)]
     return {"tokens": Tokens(starts, ends, word_ids), "tag_ids": tag_ids, "tag_probs": tag_probs,
